@@ -1,0 +1,3 @@
+from perfstudy.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,178 @@
+"""Study commands: ``run``, ``status`` and ``runs``."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from collections import Counter, defaultdict
+
+from perfstudy import study as studies
+from perfstudy.errors import UsageError
+from perfstudy.executors import EXECUTORS, Interrupted
+from perfstudy.flat import columns, flatten, varying
+from perfstudy.output import print_json, print_table
+from perfstudy.progress import progress_bars, wanted
+from perfstudy.runner import execute_plan, plan
+from perfstudy.store import STATUSES, Store
+
+
+def _db(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", default="perfstudy.db", help="results store (default ./perfstudy.db)")
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("run", help="run a study file: every run not yet done, stored as it ends",
+                       description="Expand STUDY.yaml into runs and execute those not yet done "
+                       "in the results store. Runs already done are skipped; failed ones are "
+                       "retried only with --retry-failed. Safe to interrupt and run again.")
+    p.add_argument("study", help="study file (YAML), e.g. studies/quick.yaml")
+    p.add_argument("-o", "--override", action="append", metavar="KEY=VALUE",
+                   help="set KEY to VALUE in every experiment that has it (repeatable)")
+    p.add_argument("--only", action="append", metavar="EXPERIMENT",
+                   help="run only this experiment (repeatable)")
+    p.add_argument("--filter", action="append", metavar="KEY=VALUE",
+                   help="run only runs whose config has KEY=VALUE (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their count")
+    p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    p.add_argument("--executor", choices=EXECUTORS.names(), default="local",
+                   help="local: one run at a time in this process; pool: worker processes")
+    p.add_argument("--workers", type=int, help="worker processes for --executor pool")
+    p.add_argument("--data-dir", help="folder with the datasets' IDX files")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _db(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("status", help="per experiment: done/failed/pending counts and an ETA")
+    _db(p)
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("runs", help="the stored runs and their results as one flat table")
+    _db(p)
+    p.add_argument("--filter", action="append", metavar="KEY=VALUE",
+                   help="only rows with KEY=VALUE (config keys, status, experiments)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(func=cmd_runs)
+
+
+def _load(args):
+    overrides = studies.parse_assignments(args.override, "-o")
+    filters = studies.parse_assignments(args.filter, "--filter")
+    study = studies.load(args.study, overrides=overrides, only=args.only)
+    runs = studies.filter_runs(study.runs(), filters)
+    if not runs:
+        raise UsageError(f"{args.study}: no runs match the --only/--filter given")
+    return study, runs
+
+
+def cmd_run(args) -> int:
+    study, runs = _load(args)
+    if args.dry_run:
+        return _dry_run(study, runs)
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    store = Store(args.db)
+    p = plan(study, runs, store, retry_failed=args.retry_failed)
+    say = sys.stderr if not sys.stdout.isatty() else sys.stdout
+    if p.reclaimed:
+        print(f"{p.reclaimed} run(s) killed mid-way earlier will be redone", file=say)
+    skipped = f"{len(p.done)} already done (skipped)"
+    if p.failed:
+        skipped += f", {len(p.failed)} failed before (skipped; --retry-failed redoes them)"
+    if not p.todo:
+        print(f"study {study.name}: nothing to train — {skipped} of {p.total} runs, "
+              f"in {args.db}", file=say)
+        return 1 if p.failed else 0
+    print(f"study {study.name}: {p.total} runs; {skipped}; {len(p.todo)} to run "
+          f"-> {args.db}", file=say)
+    t0 = time.perf_counter()
+    try:
+        with progress_bars(wanted(args.quiet)) as progress:
+            out = execute_plan(p, store, args.executor, args.workers, args.data_dir, progress)
+    except (KeyboardInterrupt, Interrupted):
+        print("interrupted: the current run is marked interrupted; run the same command "
+              "again to resume", file=sys.stderr)
+        return 130
+    wall = time.perf_counter() - t0
+    failed_total = len(p.failed) + out.failed
+    print(f"study {study.name}: {out.done} run(s) done, {out.failed} failed in "
+          f"{_duration(wall)}; {len(p.done) + out.done}/{p.total} done in {args.db}"
+          + (f"; see `perfstudy runs --db {args.db} --filter status=failed`" if out.failed
+             else ""), file=say)
+    return 1 if failed_total else 0
+
+
+def _dry_run(study, runs) -> int:
+    rows = [{"experiment": r.experiment, "key": r.key, **r.config.to_dict()} for r in runs]
+    by_exp = Counter(r.experiment for r in runs)
+    for exp in study.experiments:
+        if exp.name in by_exp:
+            sel = [row for row in rows if row["experiment"] == exp.name]
+            _print_rows(f"{exp.name} ({exp.kind}): {len(sel)} runs", sel)
+    unique = len({r.key for r in runs})
+    print(f"{unique} runs in {len(by_exp)} experiment(s) of study {study.name}"
+          + (f" ({len(runs) - unique} shared between experiments)" if unique < len(runs)
+             else ""))
+    return 0
+
+
+def _print_rows(title: str, rows: list[dict]) -> None:
+    cols = varying(rows, keep=("key",)) if len(rows) > 1 else columns(rows)
+    cols = [c for c in cols if c != "experiment"]
+    print_table(title, cols, ([r.get(c) for c in cols] for r in rows))
+
+
+def _duration(s: float) -> str:
+    m, s = divmod(int(round(s)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def cmd_status(args) -> int:
+    store = Store(args.db, create=False)
+    groups: dict[tuple[str, str], list] = defaultdict(list)
+    for study in store.studies():
+        for row in store.rows(study=study):
+            for exp in row.experiments:
+                groups[(study, exp)].append(row)
+    report = []
+    for (study, exp), rows in groups.items():
+        counts = Counter(r.status for r in rows)
+        secs = [r.seconds for r in rows if r.status == "done" and r.seconds is not None]
+        left = counts["pending"] + counts["interrupted"] + counts["running"]
+        eta = sum(secs) / len(secs) * left if secs and left else (0.0 if not left else None)
+        report.append({"study": study, "experiment": exp, "runs": len(rows),
+                       **{s: counts[s] for s in STATUSES}, "eta_s": eta})
+    if args.json:
+        print_json(report)
+        return 0
+    print_table(f"{args.db}", ["study", "experiment", "runs", *STATUSES, "ETA"],
+                ([r["study"], r["experiment"], r["runs"], *(r[s] for s in STATUSES),
+                  "–" if r["eta_s"] is None else _duration(r["eta_s"])] for r in report))
+    return 0
+
+
+def cmd_runs(args) -> int:
+    store = Store(args.db, create=False)
+    filters = studies.parse_assignments(args.filter, "--filter")
+    rows = [flatten(r) for r in store.rows()]
+    rows = [r for r in rows if all(_match(r.get(k), v) for k, v in filters.items())]
+    if args.format == "json":
+        print_json(rows)
+    elif args.format == "csv":
+        cols = columns(rows)
+        w = csv.DictWriter(sys.stdout, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    else:
+        _print_rows(f"{len(rows)} runs in {args.db}", rows) if rows else print("no runs")
+    return 0
+
+
+def _match(value, wanted) -> bool:
+    if isinstance(wanted, str) and isinstance(value, str) and " " in value:
+        return wanted in value.split()  # the experiments column lists several names
+    return studies._equal(value, wanted)
+

@@ -1,0 +1,44 @@
+"""The engine interface and registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import torch
+
+from perfstudy.registry import Registry
+
+
+class EpochRunner(Protocol):
+    """Trains the model in place for one epoch over the training split.
+
+    Returns the mean training loss over the epoch's images. The trainer times the call
+    (device synchronised on both sides), so everything the user pays for during an
+    epoch — data loading, host-to-device copies — must happen inside it.
+    """
+
+    def train_epoch(self, epoch: int) -> float: ...
+
+
+@dataclass
+class EngineSetup:
+    """What an engine hands back from ``prepare``: the runner, plus notes for the result."""
+
+    runner: EpochRunner
+    notes: dict[str, Any] = field(default_factory=dict)  # recorded in RunResult.extra
+
+
+# prepare(cfg, model, optimizer, train_x_uint8, train_y, mean, std, device, progress) -> EngineSetup
+Prepare = Callable[..., EngineSetup]
+ENGINES: Registry[Prepare] = Registry("engine")
+
+
+def resolve_engine(name: str, device: torch.device) -> str:
+    """``auto`` picks the fast engine on CUDA when it is available, else the plain loop."""
+    if name != "auto":
+        ENGINES.get(name)  # validates
+        return name
+    if device.type == "cuda" and "fast" in ENGINES:
+        return "fast"
+    return "plain"

@@ -1,0 +1,54 @@
+"""What the CLI prints: one JSON document (``--json``) or readable tables on stdout."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any, Iterable
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _clean(o: Any) -> Any:
+    """JSON has no NaN/inf: write them as null rather than emit invalid JSON."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    return o
+
+
+def print_json(doc: Any) -> None:
+    json.dump(_clean(doc), sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, float):
+        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+            return f"{v:.3g}"
+        return f"{v:,.2f}" if abs(v) >= 1 else f"{v:.4g}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def print_table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for c in columns:
+        table.add_column(c, overflow="fold")
+    for r in rows:
+        table.add_row(*(fmt(v) for v in r))
+    Console().print(table)
+
+
+def print_mapping(title: str, mapping: dict[str, Any]) -> None:
+    print_table(title, ["field", "value"], mapping.items())
