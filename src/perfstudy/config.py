@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 from perfstudy.errors import UsageError
 from perfstudy.optimizers import OPTIMIZERS
 
-
 _TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,),
     "float": (float,),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 
-def to_device_images(x: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 (N, 28, 28) -> uint8 (N, 1, 28, 28) tensor on the device (normalised per batch)."""
-    return torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(1).to(device)
+def to_device(split, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split as uint8 (N, 1, 28, 28) images (normalised per batch later) and int64 labels
+    on the device. ``torch.tensor`` copies: the cached dataset arrays are read-only."""
+    x = torch.tensor(split.x, dtype=torch.uint8).unsqueeze(1).to(device)
+    return x, torch.tensor(split.y, dtype=torch.int64).to(device)
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""What a run measured. Trainers return a ``RunResult``; they never print tables or touch the store."""
+"""What a run measured. Trainers return a ``RunResult``; they never print or touch the store."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class RunResult:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunResult":
+    def from_dict(cls, d: dict[str, Any]) -> RunResult:
         d = dict(d)
         d["curve"] = [EpochStats(**e) for e in d.get("curve", [])]
         return cls(**d)

@@ -14,10 +14,11 @@ import os
 import socket
 import sqlite3
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from perfstudy.errors import UsageError
 from perfstudy.results import RunResult

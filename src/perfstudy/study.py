@@ -217,7 +217,7 @@ def expand(exp: Experiment, path: str = "<study>") -> list[Run]:
     runs: list[Run] = []
     seen: set[str] = set()
     for values in itertools.product(*(exp.grid[k] for k in keys)):
-        point = {**exp.fixed, **dict(zip(keys, values))}
+        point = {**exp.fixed, **dict(zip(keys, values, strict=True))}
         if any(_matches(point, rule) for rule in exp.exclude):
             continue
         for seed in exp.seeds or [None]:

@@ -15,7 +15,7 @@ from perfstudy import provenance
 from perfstudy.config import DLConfig
 from perfstudy.devices import peak_mb, reset_peak, resolve_device
 from perfstudy.engines import ENGINES, resolve_engine
-from perfstudy.evaluate import accuracy, to_device_images
+from perfstudy.evaluate import accuracy, to_device
 from perfstudy.models import build_model
 from perfstudy.optimizers import make_optimizer
 from perfstudy.progress import NullProgress
@@ -44,7 +44,7 @@ def train_dl(cfg: DLConfig, data_dir=None, progress=None) -> RunResult:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, cfg.variant, num_classes=ds.num_classes).to(device)
     optimizer = make_optimizer(model.parameters(), cfg)
-    val_x, val_y = to_device_images(val.x, device), torch.from_numpy(val.y).to(device)
+    val_x, val_y = to_device(val, device)
     reset_peak(device)
 
     with Timer(device) as setup_timer:
@@ -72,7 +72,7 @@ def train_dl(cfg: DLConfig, data_dir=None, progress=None) -> RunResult:
     peak = peak_mb(device)
 
     with Timer(device) as e:
-        test_x, test_y = to_device_images(test.x, device), torch.from_numpy(test.y).to(device)
+        test_x, test_y = to_device(test, device)
         test_last = accuracy(model, test_x, test_y, ds.mean, ds.std)
         model.load_state_dict(best_state)
         test_best = accuracy(model, test_x, test_y, ds.mean, ds.std)

@@ -27,8 +27,8 @@ class NormalisedImages(Dataset):
         return len(self.y)
 
     def __getitem__(self, i: int):
-        img = torch.from_numpy(self.x[i]).float().div_(255).sub_(self.mean).div_(self.std)
-        return img.unsqueeze(0), int(self.y[i])
+        img = torch.tensor(self.x[i], dtype=torch.float32)  # copies: cached data is read-only
+        return img.div_(255).sub_(self.mean).div_(self.std).unsqueeze(0), int(self.y[i])
 
 
 class PlainRunner:
