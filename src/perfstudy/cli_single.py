@@ -179,13 +179,13 @@ def cmd_data_check(args) -> int:
 
 
 def show_data_report(rep: dict) -> None:
-    print_mapping(f"{rep.get('name')}: found in {rep.get('dir')} ({rep.get('how')})",
-                  {k: v for k, v in rep.items() if not isinstance(v, (dict, list))})
-    files = rep.get("files", {})
-    print_table("files (MD5 of the uncompressed content)", ["file", "md5", "ok"],
-                [(f, i.get("md5"), i.get("ok")) for f, i in files.items()])
-    counts = rep.get("class_counts", {})
-    if counts:
-        classes = sorted({c for per in counts.values() for c in per})
-        print_table("images per class", ["split", *map(str, classes)],
-                    [(s, *(per.get(c, 0) for c in classes)) for s, per in counts.items()])
+    sizes = ", ".join(f"{k} {v:,}" for k, v in rep["sizes"].items())
+    print_mapping(f"{rep['name']}: {rep['dir']} (found via {rep['how']})", {
+        "split (seed %d)" % rep["split_seed"]: sizes,
+        "train pixel mean / std": f"{rep['mean']:.4f} / {rep['std']:.4f}",
+    })
+    print_table("files (MD5 of the uncompressed content, verified)", ["file", "md5", "ok"],
+                [(f, i["md5"], i["ok"]) for f, i in rep["files"].items()])
+    counts = rep["class_counts"]
+    print_table("images per class", ["split", *map(str, range(len(counts["train"])))],
+                [(s, *per) for s, per in counts.items()])

@@ -79,6 +79,9 @@ def cmd_run(args) -> int:
     if p.reclaimed:
         print(f"{p.reclaimed} run(s) killed mid-way earlier will be redone", file=say)
     skipped = f"{len(p.done)} already done (skipped)"
+    if p.need_gpu:
+        skipped += (f", {len(p.need_gpu)} need a CUDA GPU, which this machine lacks (left "
+                    "pending for a machine that has one)")
     if p.failed:
         skipped += f", {len(p.failed)} failed before (skipped; --retry-failed redoes them)"
     if not p.todo:

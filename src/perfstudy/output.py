@@ -42,13 +42,18 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
+def console() -> Console:
+    """A terminal gets its own width; a file or pipe gets wide lines rather than folded cells."""
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
 def print_table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> None:
     table = Table(title=title, title_justify="left")
     for c in columns:
         table.add_column(c, overflow="fold")
     for r in rows:
         table.add_row(*(fmt(v) for v in r))
-    Console().print(table)
+    console().print(table)
 
 
 def print_mapping(title: str, mapping: dict[str, Any]) -> None:

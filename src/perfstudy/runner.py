@@ -18,6 +18,7 @@ class Plan:
     failed: list  # failed before: skipped unless retry_failed
     todo: list
     reclaimed: int  # 'running' rows whose process had died, made pending again
+    need_gpu: list  # cuda runs on a machine without CUDA: left pending for one that has it
 
 
 def plan(study: Study, runs: list, store: Store, retry_failed: bool = False) -> Plan:
@@ -35,7 +36,19 @@ def plan(study: Study, runs: list, store: Store, retry_failed: bool = False) -> 
     if retry_failed:
         todo += failed
         failed = []
-    return Plan(len(unique), done, failed, todo, reclaimed)
+    need_gpu = [] if cuda_available() else [r for r in todo if _wants_cuda(r.config)]
+    todo = [r for r in todo if r not in need_gpu]
+    return Plan(len(unique), done, failed, todo, reclaimed, need_gpu)
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _wants_cuda(cfg) -> bool:
+    return getattr(cfg, "device", None) == "cuda"
 
 
 @contextmanager

@@ -1,0 +1,76 @@
+"""The SQLite results store: round trip, state transitions, stale-run recovery."""
+
+import json
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from perfstudy.config import DLConfig, SVMConfig
+from perfstudy.errors import UsageError
+from perfstudy.results import EpochStats, RunResult
+from perfstudy.store import SCHEMA_VERSION, Store
+from perfstudy.study import Run
+
+
+def result_for(cfg, acc=98.5) -> RunResult:
+    return RunResult(kind=cfg.kind, config=cfg.to_dict(), test_acc=acc, val_acc=acc + 0.1,
+                     train_ms=1234.5, eval_ms=10.0, test_acc_last=acc - 0.2, best_epoch=2,
+                     curve=[EpochStats(1, 0.5, 97.0, 0.6), EpochStats(2, 0.2, acc + 0.1, 0.6)],
+                     extra={"engine": "plain"}, provenance={"torch": "x"})
+
+
+def test_round_trip_and_transitions(tmp_path):
+    store = Store(tmp_path / "r.db")
+    a, b = DLConfig(lr=1e-3), SVMConfig(C=10.0)
+    store.add("s", [Run("e1", a), Run("e2", b), Run("e3", a)])  # a is in two experiments
+    rows = {r.key: r for r in store.rows()}
+    assert len(rows) == 2
+    assert rows[a.key()].experiments == ["e1", "e3"]
+    assert rows[a.key()].status == "pending"
+
+    assert store.claim(a.key())
+    assert not store.claim(a.key())  # already running: nobody else may take it
+    store.finish(a.key(), result_for(a))
+    assert not store.claim(a.key())  # done runs are never run again
+    assert store.claim(b.key())
+    store.fail(b.key(), "ValueError: boom\ntraceback...")
+
+    rows = {r.key: r for r in Store(tmp_path / "r.db").rows()}
+    got = rows[a.key()].result
+    assert got == result_for(a)
+    assert got.curve[1].val_acc == pytest.approx(98.6)
+    assert rows[a.key()].attempts == 1 and rows[a.key()].seconds >= 0
+    assert rows[b.key()].status == "failed" and rows[b.key()].error.startswith("ValueError")
+    assert store.status_of([a.key(), b.key()]) == {a.key(): "done", b.key(): "failed"}
+
+    db = sqlite3.connect(tmp_path / "r.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION)
+    assert json.loads(db.execute("SELECT config FROM runs WHERE key=?",
+                                 (a.key(),)).fetchone()[0])["lr"] == 0.001
+
+
+def test_running_rows_of_dead_processes_are_reclaimed(tmp_path):
+    store = Store(tmp_path / "r.db")
+    cfg = DLConfig()
+    store.add("s", [Run("e", cfg)])
+    store.claim(cfg.key())
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    store.db.execute("UPDATE runs SET pid=? WHERE key=?", (int(dead), cfg.key()))
+    assert store.reclaim_stale() == 1
+    row = store.rows()[0]
+    assert row.status == "pending" and "killed while running" in row.error
+    store.claim(cfg.key())  # our own, live process: not stale
+    assert store.reclaim_stale() == 0
+
+
+def test_missing_or_foreign_database(tmp_path):
+    with pytest.raises(UsageError, match="no results store here"):
+        Store(tmp_path / "none.db", create=False)
+    bad = tmp_path / "bad.db"
+    bad.write_text("this is not sqlite" * 100)
+    with pytest.raises(UsageError, match="not a perfstudy results store"):
+        Store(bad)
