@@ -1,0 +1,112 @@
+"""The command line: --json documents, error paths (one line, exit 2, no traceback)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from perfstudy.cli import main
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "perfstudy", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--model", "vgg16"], "invalid choice: 'vgg16'"),
+        (["train", "--dataset", "cifar10"], "invalid choice: 'cifar10'"),
+        (["train", "--optimizer", "adamw"], "invalid choice: 'adamw'"),
+        (["train", "--lr", "0"], "learning rate must be > 0, got 0.0"),
+        (["train", "--lr", "-0.1"], "learning rate must be > 0"),
+        (["train", "--batch-size", "0"], "batch size must be >= 1, got 0"),
+        (["train", "--batch-size", "ten"], "invalid int value: 'ten'"),
+        (["svm", "--kernel", "sigmoid2"], "invalid choice: 'sigmoid2'"),
+        (["svm", "--C", "-1"], "C must be > 0"),
+        (["svm", "--svm-backend", "cuml"], "unknown SVM backend 'cuml'"),
+        (["flops", "--model", "resnet18", "--input", "3x224"], "3x224"),
+        (["run", "no-such-study.yaml"], "no-such-study.yaml: no such study file"),
+        (["status", "--db", "/nonexistent/x.db"], "no results store here"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        raise SystemExit(main(args))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+@pytest.mark.skipif(
+    __import__("torch").cuda.is_available(), reason="checks the error shown without a GPU")
+def test_cuda_without_gpu_is_a_clear_error():
+    r = run_cli("train", "--device", "cuda", "--train-subset", "100", "--epochs", "1")
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("perfstudy: error: --device cuda asked for, but no CUDA GPU "
+                                "is visible to PyTorch")
+
+
+def test_no_data_and_no_network(tmp_path):
+    env = {"PERFSTUDY_DATA_DIR": str(tmp_path / "empty"), "HOME": str(tmp_path),
+           # an unroutable proxy: the download fails fast and for certain, as offline
+           "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+           "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    r = run_cli("data", "check", "--dataset", "mnist", env=env)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "mnist" in r.stderr and "download" in r.stderr.lower()
+
+
+def test_data_check_json(capsys):
+    assert main(["data", "check", "--dataset", "mnist", "--json"]) == 0
+    (doc,) = json.loads(capsys.readouterr().out)
+    assert doc["name"] == "mnist"
+    assert doc["sizes"] == {"train": 49000, "val": 7000, "test": 14000}
+    assert all(f["ok"] for f in doc["files"].values())
+    assert doc["files"]["train-images-idx3-ubyte.gz"]["md5"] == "6bbc9ace898e44ae57da46a324031adb"
+    assert sum(doc["class_counts"]["test"]) == 14000
+
+
+def test_flops_json(capsys):
+    assert main(["flops", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    r18 = {(r["variant"], tuple(r["input"])): r for r in rows if r["model"] == "resnet18"}
+    assert r18[("imagenet", (3, 224, 224))]["macs"] == 1_813_566_464
+    assert r18[("native", (1, 28, 28))]["macs"] == 455_800_832
+    assert all(r["flops"] == 2 * r["macs"] for r in rows)
+    assert {r["model"] for r in rows} == {"resnet18", "resnet32", "resnet50"}
+
+
+def test_train_json_subprocess_prints_only_json():
+    r = run_cli("train", "--dataset", "mnist", "--model", "resnet32", "--batch-size", "32",
+                "--optimizer", "adam", "--lr", "1e-3", "--epochs", "2", "--num-workers", "0",
+                "--train-subset", "200", "--eval-subset", "100", "--device", "cpu", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)  # stdout holds the JSON document and nothing else
+    assert doc["kind"] == "dl" and doc["config"]["model"] == "resnet32"
+    assert [e["epoch"] for e in doc["curve"]] == [1, 2]
+    assert doc["best_epoch"] in (1, 2)
+    assert doc["extra"]["n_train"] == 200 and doc["extra"]["n_test"] == 100
+    assert doc["train_ms"] > 0 and doc["images_per_s"] > 0 and doc["eval_ms"] > 0
+    assert doc["provenance"]["device"] == "cpu" and doc["provenance"]["torch"]
+    assert 0 <= doc["test_acc"] <= 100 and 0 <= doc["test_acc_last"] <= 100
+
+
+def test_svm_json(capsys):
+    assert main(["svm", "--dataset", "mnist", "--kernel", "rbf", "--C", "10",
+                 "--train-subset", "500", "--eval-subset", "300", "--svm-backend", "sklearn",
+                 "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["kind"] == "svm" and doc["config"]["C"] == 10.0
+    assert doc["extra"]["backend"] == "sklearn"
+    assert doc["extra"]["n_train"] == 500 and doc["extra"]["n_test"] == 300
+    assert 80 < doc["test_acc"] <= 100
+    assert 100 < doc["n_support"] <= 500
+    assert doc["train_ms"] > 0 and doc["extra"]["predict_test_ms"] > 0
