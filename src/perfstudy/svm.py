@@ -10,7 +10,7 @@ from perfstudy import provenance
 from perfstudy.config import SVMConfig
 from perfstudy.progress import NullProgress
 from perfstudy.results import RunResult
-from perfstudy.svm_backends import make_estimator
+from perfstudy.svm_backends import make_estimator, resolve
 from perfstudy.train import prepare_data
 
 
@@ -27,7 +27,7 @@ def _timed(fn, *args):
 
 def fit_svm(cfg: SVMConfig, data_dir=None, progress=None) -> RunResult:
     progress = progress or NullProgress()
-    ds, train, val, test = prepare_data(cfg, data_dir)
+    _, train, val, test = prepare_data(cfg, data_dir)
     est = make_estimator(cfg)
     bar = progress.add(f"svm {cfg.kernel} C={cfg.C} {cfg.dataset}: fit", total=None)
     _, fit_ms = _timed(est.fit, features(train.x), train.y)
@@ -46,7 +46,7 @@ def fit_svm(cfg: SVMConfig, data_dir=None, progress=None) -> RunResult:
         eval_ms=val_ms + test_ms,
         n_support=int(np.sum(est.n_support_)),
         extra={
-            "backend": cfg.backend,
+            "backend": resolve(cfg.backend),
             "predict_test_ms": test_ms,
             "predict_val_ms": val_ms,
             "n_train": len(train),
