@@ -22,9 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: install
-	$(PY) -m perfstudy train --dataset mnist --model resnet32 --epochs 1 \
-		--train-subset 2000 --eval-subset 1000 --batch-size 32
-	$(PY) -m perfstudy svm --dataset mnist --kernel rbf --C 10 --train-subset 2000 --eval-subset 1000
+	$(PY) -m perfstudy run studies/quick.yaml
 
 test: install
 	$(PY) -m pytest -q

@@ -181,7 +181,7 @@ def cmd_data_check(args) -> int:
 def show_data_report(rep: dict) -> None:
     sizes = ", ".join(f"{k} {v:,}" for k, v in rep["sizes"].items())
     print_mapping(f"{rep['name']}: {rep['dir']} (found via {rep['how']})", {
-        "split (seed %d)" % rep["split_seed"]: sizes,
+        f"split (seed {rep['split_seed']})": sizes,
         "train pixel mean / std": f"{rep['mean']:.4f} / {rep['std']:.4f}",
     })
     print_table("files (MD5 of the uncompressed content, verified)", ["file", "md5", "ok"],
