@@ -21,10 +21,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
 	touch $@
 
+# The test suite also exercises the optional MLflow export.
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PY) -m pip install -q --no-build-isolation -e ".[test,mlflow]"
+	touch $@
+
 run: install
 	$(PY) -m perfstudy run studies/quick.yaml
+	$(PY) -m perfstudy report --out report
 
-test: install
+test: $(VENV)/.installed-test
 	$(PY) -m pytest -q
 
 clean:

@@ -18,7 +18,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from perfstudy import cli_single, cli_study
+    from perfstudy import cli_report, cli_single, cli_study
 
     parser = Parser(
         prog="perfstudy",
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     cli_single.add_commands(sub)
     cli_study.add_commands(sub)
+    cli_report.add_commands(sub)
     return parser
 
 
