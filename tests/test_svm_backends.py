@@ -1,0 +1,117 @@
+"""The SVM backend registry and the process-pool helper for several fits at once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from perfstudy import data
+from perfstudy.config import SVMConfig
+from perfstudy.errors import UsageError
+from perfstudy.svm_backends import (
+    BACKENDS,
+    available,
+    default_backend,
+    make_estimator,
+    resolve,
+)
+from perfstudy.svm_parallel import fit_many, threads_per_worker
+
+
+def _features(x):
+    return x.reshape(len(x), -1).astype(np.float32) / 255.0
+
+
+def test_unknown_backend_is_a_usage_error_listing_the_choices():
+    with pytest.raises(
+        UsageError, match="unknown SVM backend 'libsvm2'.*sklearn, sklearnex, torch"
+    ):
+        make_estimator(SVMConfig(backend="libsvm2"))
+
+
+def test_registry_and_defaults():
+    assert BACKENDS.names() == ["sklearn", "sklearnex", "torch"]
+    assert {"sklearn", "torch"} <= set(available())
+    assert default_backend() in available()
+    if torch.cuda.is_available():
+        assert default_backend() == "torch"
+    assert resolve("auto") == default_backend()
+    assert resolve("torch") == "torch"
+
+
+def test_each_backend_builds_the_configured_estimator():
+    cfg = SVMConfig(kernel="poly", C=10.0, degree=4, backend="torch")
+    est = make_estimator(cfg)
+    assert type(est).__name__ == "TorchSVC"
+    assert (est.kernel, est.C, est.degree, est.gamma, est.tol) == ("poly", 10.0, 4, "scale", 1e-3)
+    ref = make_estimator(cfg.replace(backend="sklearn"))
+    assert type(ref).__module__.startswith("sklearn.svm")
+    assert ref.decision_function_shape == "ovo"
+
+
+def test_sklearnex_missing_is_a_one_line_hint(monkeypatch):
+    """With the package unimportable (as without the extra), selecting it says how to get it."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sklearnex", None)
+    monkeypatch.setitem(sys.modules, "sklearnex.svm", None)
+    with pytest.raises(UsageError, match=r"pip install 'perfstudy\[intel\]'") as e:
+        make_estimator(SVMConfig(backend="sklearnex"))
+    assert "\n" not in str(e.value)
+
+
+def test_sklearnex_matches_libsvm_on_a_subset():
+    pytest.importorskip("sklearnex")
+    ds = data.load("mnist")
+    tr, te = data.subset(ds.train, 1000, seed=0), data.subset(ds.test, 500, seed=0)
+    cfg = SVMConfig(kernel="rbf", C=10.0)
+    preds = {}
+    for backend in ("sklearn", "sklearnex"):
+        est = make_estimator(cfg.replace(backend=backend)).fit(_features(tr.x), tr.y)
+        preds[backend] = est.predict(_features(te.x))
+        assert est.decision_function(_features(te.x[:5])).shape == (5, 45)
+    assert abs(np.sum(preds["sklearn"] == te.y) - np.sum(preds["sklearnex"] == te.y)) <= 1
+
+
+def test_threads_per_worker():
+    assert threads_per_worker(1, n_cpus=64) == 64
+    assert threads_per_worker(4, n_cpus=64) == 16
+    assert threads_per_worker(3, n_cpus=8) == 2
+    assert threads_per_worker(16, n_cpus=8) == 1
+    with pytest.raises(ValueError):
+        threads_per_worker(0)
+
+
+def tiny_fit(cfg: SVMConfig) -> dict:
+    """A worker's job: load the config's data itself, fit, report (module-level: picklable)."""
+    import torch as _torch
+    from threadpoolctl import threadpool_info
+
+    from perfstudy.svm_backends import make_estimator as _make
+
+    ds = data.load(cfg.dataset)
+    tr = data.subset(ds.train, cfg.train_subset, seed=cfg.split_seed)
+    te = data.subset(ds.test, 200, seed=0)
+    est = _make(cfg).fit(_features(tr.x), tr.y)
+    return {
+        "pred": est.predict(_features(te.x)),
+        "n_support": est.n_support_,
+        "torch_threads": _torch.get_num_threads(),
+        "blas_threads": max(p["num_threads"] for p in threadpool_info()),
+    }
+
+
+@pytest.mark.slow
+def test_fit_many_in_a_pool_equals_sequential():
+    cfgs = [
+        SVMConfig(kernel="rbf", C=1.0, backend="torch", train_subset=300),
+        SVMConfig(kernel="poly", C=1.0, degree=2, backend="sklearn", train_subset=300),
+    ]
+    pooled = fit_many(tiny_fit, cfgs, max_workers=2, n_cpus=2)
+    sequential = [tiny_fit(c) for c in cfgs]
+    for p, s in zip(pooled, sequential, strict=True):
+        np.testing.assert_array_equal(p["pred"], s["pred"])
+        np.testing.assert_array_equal(p["n_support"], s["n_support"])
+        # 2 workers sharing 2 CPUs: one thread each in every pool
+        assert p["torch_threads"] == 1 and p["blas_threads"] == 1
