@@ -138,3 +138,19 @@ def test_bad_overrides_and_only(tmp_path):
         studies.load(tmp_path / "missing.yaml")
     with pytest.raises(UsageError, match="expects key=value"):
         studies.parse_assignments(["lr"], "-o")
+
+
+def test_pack_settings(tmp_path):
+    from perfstudy.executors import units
+
+    text = GRID.replace("    repeats: 2\n", "    repeats: 2\n    pack: auto\n")
+    s = studies.load(write(tmp_path, text))
+    runs = s.runs()
+    assert {r.pack for r in runs if r.experiment == "a"} == {"auto"}
+    assert {r.pack for r in runs if r.experiment == "s"} == {None}
+    assert [studies.parse_pack(v, "x") for v in ("auto", True, "off", False, 1, 4, "8")] == [
+        "auto", "auto", None, None, None, 4, 8]
+    with pytest.raises(UsageError, match="x: expected auto, off or a pack size"):
+        studies.parse_pack("lots", "x")
+    if not __import__("torch").cuda.is_available():  # packing needs a GPU: all alone here
+        assert units(runs, "auto") == [[r] for r in runs]

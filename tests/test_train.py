@@ -10,7 +10,8 @@ from perfstudy.train import train_dl
 @pytest.mark.slow
 def test_tiny_cpu_training_learns_above_chance():
     cfg = DLConfig(dataset="mnist", model="resnet32", batch_size=16, optimizer="adam", lr=1e-3,
-                   epochs=2, num_workers=0, device="cpu", train_subset=600, eval_subset=300)
+                   epochs=2, num_workers=0, device="cpu", train_subset=600, eval_subset=300,
+                   engine="plain")
     r = train_dl(cfg)
     # 10 classes: chance is 10%; 2 epochs on 600 images already reach well past it
     assert r.test_acc > 40.0, r

@@ -39,6 +39,9 @@ def add_commands(sub) -> None:
     p.add_argument("--executor", choices=EXECUTORS.names(), default="local",
                    help="local: one run at a time in this process; pool: worker processes")
     p.add_argument("--workers", type=int, help="worker processes for --executor pool")
+    p.add_argument("--pack", metavar="auto|N|off",
+                   help="on a GPU, train up to N runs at once (auto: as many as fit); "
+                   "default: each experiment's own 'pack:' setting")
     p.add_argument("--data-dir", help="folder with the datasets' IDX files")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _db(p)
@@ -73,6 +76,11 @@ def cmd_run(args) -> int:
         return _dry_run(study, runs)
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    pack = {}
+    if args.pack is not None:
+        if args.executor != "local":
+            raise UsageError("--pack works with the local executor (one GPU, one process)")
+        pack = {"pack": studies.parse_pack(args.pack, "--pack") or False}
     store = Store(args.db)
     p = plan(study, runs, store, retry_failed=args.retry_failed)
     say = sys.stderr if not sys.stdout.isatty() else sys.stdout
@@ -93,7 +101,8 @@ def cmd_run(args) -> int:
     t0 = time.perf_counter()
     try:
         with progress_bars(wanted(args.quiet)) as progress:
-            out = execute_plan(p, store, args.executor, args.workers, args.data_dir, progress)
+            out = execute_plan(p, store, args.executor, args.workers, args.data_dir, progress,
+                               **pack)
     except (KeyboardInterrupt, Interrupted):
         print("interrupted: the current run is marked interrupted; run the same command "
               "again to resume", file=sys.stderr)

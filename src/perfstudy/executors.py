@@ -53,9 +53,13 @@ def _release_gpu_memory() -> None:
 
 def run_one(run, store: Store, data_dir, progress) -> str:
     """Claim, execute and record one run; returns its final status."""
-    key = run.config.key()
-    if not store.claim(key):
+    if not store.claim(run.config.key()):
         return "skipped"
+    return _run_claimed(run, store, data_dir, progress)
+
+
+def _run_claimed(run, store: Store, data_dir, progress) -> str:
+    key = run.config.key()
     try:
         result = execute(run.config, data_dir=data_dir, progress=progress)
     except (KeyboardInterrupt, Interrupted):
@@ -69,20 +73,92 @@ def run_one(run, store: Store, data_dir, progress) -> str:
     return "done"
 
 
+def run_pack(runs, store: Store, data_dir, progress) -> list[str]:
+    """Claim, train together on one GPU (``perfstudy.packing``) and record a pack of runs."""
+    from perfstudy.packing import train_pack
+
+    claimed = [r for r in runs if store.claim(r.config.key())]
+    statuses = {r.config.key(): "skipped" for r in runs}  # claimed elsewhere, or done
+    if len(claimed) == 1:
+        statuses[claimed[0].config.key()] = _run_claimed(claimed[0], store, data_dir, progress)
+    if len(claimed) <= 1:
+        return [statuses[r.config.key()] for r in runs]
+    try:
+        results = train_pack([r.config for r in claimed], data_dir, progress)
+    except (KeyboardInterrupt, Interrupted):
+        for r in claimed:
+            store.fail(r.config.key(), "interrupted by the user (Ctrl-C or SIGTERM)",
+                       status="interrupted")
+        raise
+    except Exception as exc:  # the pack failed: every run in it is stored as failed
+        for r in claimed:
+            store.fail(r.config.key(), error_text(exc))
+        _release_gpu_memory()
+        statuses.update({r.config.key(): "failed" for r in claimed})
+        return [statuses[r.config.key()] for r in runs]
+    for r, result in zip(claimed, results, strict=True):
+        store.finish(r.config.key(), result)
+        statuses[r.config.key()] = "done"
+    return [statuses[r.config.key()] for r in runs]
+
+
+def units(runs, pack=None) -> list[list]:
+    """The runs in study order, those that may share the GPU grouped into packs.
+
+    ``pack`` (the command line's ``--pack``) overrides each run's own wish (its experiment's
+    ``pack:``). Packing needs CUDA; without it every run trains alone."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return [[r] for r in runs]
+    from perfstudy import packing
+
+    groups: dict[tuple, list] = {}
+    order: list[list] = []
+    for r in runs:
+        wish = r.pack if pack is None else pack
+        key = packing.pack_key(r.config) if wish else None
+        if key is None:
+            order.append([r])
+            continue
+        if (key, wish) not in groups:
+            groups[(key, wish)] = []
+            order.append(groups[(key, wish)])
+        groups[(key, wish)].append(r)
+    out: list[list] = []
+    for members in order:
+        wish = members[0].pack if pack is None else pack
+        if len(members) == 1:
+            out.append(members)
+            continue
+        size = (packing.auto_pack_size(members[0].config, torch.cuda.mem_get_info()[0])
+                if wish == "auto" else int(wish))
+        chunks = -(-len(members) // size)
+        out += [members[k::chunks] for k in range(chunks)]
+    return out
+
+
 @EXECUTORS.register("local")
 class LocalExecutor:
-    def __init__(self, workers: int = 1):
-        self.workers = 1
+    """One run (or, on a GPU, one pack of runs) at a time, in this process."""
+
+    def __init__(self, workers: int | None = 1, pack: int | str | None = None):
+        self.pack = pack
 
     def execute(self, runs, store: Store, data_dir, progress=None) -> Outcome:
         progress = progress or NullProgress()
         out = Outcome()
         bar = progress.add("runs", total=len(runs))
-        for run in runs:
-            progress.update(bar, description=f"runs · {run.experiment}")
-            status = run_one(run, store, data_dir, progress)
-            _count(out, status, run)
-            progress.advance(bar)
+        for unit in units(runs, self.pack):
+            progress.update(bar, description=f"runs · {unit[0].experiment}"
+                            + (f" · pack of {len(unit)}" if len(unit) > 1 else ""))
+            if len(unit) == 1:
+                statuses = [run_one(unit[0], store, data_dir, progress)]
+            else:
+                statuses = run_pack(unit, store, data_dir, progress)
+            for run, status in zip(unit, statuses, strict=True):
+                _count(out, status, run)
+            progress.advance(bar, len(unit))
         progress.remove(bar)
         return out
 

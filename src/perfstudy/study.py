@@ -10,6 +10,7 @@ experiments:
     grid: {dataset: [mnist, fashion-mnist], lr: [1.0e-3, 1.0e-4]}   # cartesian product
     exclude: [{dataset: mnist, lr: 1.0e-4}]   # drop runs matching every key of a rule
     repeats: 3                    # seeds 0, 1, 2 (or a list of seeds)
+    pack: auto                    # train runs together on one GPU (auto | N | false)
     epochs: 10                    # budget shorthands: epochs, train_subset, eval_subset
 ```
 Everything is validated up front; errors name the file, the key and the bad value.
@@ -27,7 +28,7 @@ import yaml
 from perfstudy.config import CONFIGS
 from perfstudy.errors import UsageError
 
-EXPERIMENT_KEYS = {"kind", "description", "fixed", "grid", "exclude", "repeats"}
+EXPERIMENT_KEYS = {"kind", "description", "fixed", "grid", "exclude", "repeats", "pack"}
 BUDGET_KEYS = {"epochs", "train_subset", "eval_subset"}
 
 
@@ -35,6 +36,7 @@ BUDGET_KEYS = {"epochs", "train_subset", "eval_subset"}
 class Run:
     experiment: str
     config: Any  # a frozen config dataclass
+    pack: int | str | None = None  # packing wish: "auto", a pack size, or None (train alone)
 
     @property
     def key(self) -> str:
@@ -50,6 +52,7 @@ class Experiment:
     grid: dict[str, list[Any]] = field(default_factory=dict)
     exclude: list[dict[str, Any]] = field(default_factory=list)
     seeds: list[int] | None = None
+    pack: int | str | None = None
 
 
 @dataclass
@@ -138,9 +141,22 @@ def _experiment(path: str, name: str, e: Any) -> Experiment:
         if not values:
             raise UsageError(f"{where}.grid.{k}: empty list")
     exp = Experiment(name, kind, str(e.get("description") or ""), fixed, grid, exclude,
-                     _seeds(where, e.get("repeats")))
+                     _seeds(where, e.get("repeats")), parse_pack(e.get("pack"), f"{where}.pack"))
     _check_keys(where, exp)
     return exp
+
+
+def parse_pack(value: Any, where: str) -> int | str | None:
+    """``auto``/true: as many runs per pack as fit the GPU; N: packs of N; false/off/1: alone."""
+    if value is True or value == "auto":
+        return "auto"
+    if value is None or value is False or value == "off":
+        return None
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value if value > 1 else None
+    raise UsageError(f"{where}: expected auto, off or a pack size >= 1, got {value!r}")
 
 
 def _seeds(where: str, repeats: Any) -> list[int] | None:
@@ -228,7 +244,7 @@ def expand(exp: Experiment, path: str = "<study>") -> list[Run]:
                 raise UsageError(f"{path}: experiments.{exp.name}: run {settings}: {err}") from None
             if cfg.key() not in seen:  # e.g. degree collapses for non-poly kernels
                 seen.add(cfg.key())
-                runs.append(Run(exp.name, cfg))
+                runs.append(Run(exp.name, cfg, exp.pack))
     return runs
 
 

@@ -2,7 +2,7 @@
 owns everything else — model, optimizer, evaluation, timing, selection — so engines are
 swappable without changing what a run means."""
 
-from perfstudy.engines import plain  # noqa: F401  (registers "plain")
+from perfstudy.engines import cpu, fast, plain  # noqa: F401  (register the engines)
 from perfstudy.engines.base import ENGINES, EpochRunner, resolve_engine
 
 __all__ = ["ENGINES", "EpochRunner", "resolve_engine"]

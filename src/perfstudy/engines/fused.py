@@ -1,0 +1,490 @@
+"""Several trials of one architecture trained as one model (horizontal fusion, as in HFTA,
+MLSys 2021), each with its own weights, data order, learning rate and optimizer state.
+
+Why: at batch 16 a ResNet step is hundreds of small kernels that leave most of an H200 idle,
+and running more trials side by side on CUDA streams saturates at a few percent of the chip
+(launch-bound). Fusing T trials makes every kernel T times larger instead.
+
+How: a copy of the model whose *leaf* layers are swapped for fused ones that carry all T
+trials at once, while the containers' own ``forward`` code (torchvision's ``BasicBlock``,
+``Bottleneck``, ``ResNet``, perfstudy's ``CifarResNet``) runs unchanged. Activations are laid
+out (B, T*C, H, W), trial-major along channels:
+
+* ``Conv2d`` -> one grouped convolution (``groups = T``) with the T weights stacked;
+* ``BatchNorm2d`` -> one batch norm over T*C channels, the T trials' running statistics views
+  of one stacked buffer (each trial's statistics are its own channels);
+* ``Linear`` -> one batched matrix product (``bmm``);
+* perfstudy's ``PadShortcut`` and ``ResizeInput`` -> per-trial versions;
+* channel-wise layers (ReLU, pooling, Identity) and the residual adds need nothing.
+
+Each trial stays its own run: weights from its own ``torch.manual_seed(cfg.seed)``, its own
+permutation per epoch (``engines.resident``), its own loss (the losses are summed, so each
+trial's gradient is exactly the gradient of its own loss), its own BatchNorm statistics, and
+its own optimizer (:class:`FusedOptimizer`: torch.optim's Adam/SGD arithmetic with each
+trial's hyperparameters). Trials with different optimizers share one fused model; only the
+elementwise update differs.
+
+Why not ``torch.func`` (``stack_module_state`` + ``vmap``): it computes the same thing (its
+batching rules also make grouped convolutions) and was tried first, but ``torch.autocast`` does
+not reach inside ``vmap`` (convolutions silently stay fp32) and functorch's BatchNorm rule
+applies the affine transform outside the kernel in the promoted dtype, so bf16 inputs with
+fp32 BatchNorm weights fail. The module swap runs under plain autocast, exactly as the fast
+engine runs one model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from perfstudy.engines.graphed import StateSnapshot, capture, cudnn_benchmark, warm_up
+from perfstudy.engines.resident import ResidentBatches, Source
+from perfstudy.models import PadShortcut, ResizeInput
+from perfstudy.optimizers import make_optimizer
+
+# fp64 is for tests: early training is chaotic enough that fp32 rounding noise (1e-7) grows
+# to percents within a few steps, identically for fused and unfused, so exact comparisons of
+# two implementations run in float64
+FUSED_PRECISIONS = ("bf16", "fp32", "fp64")
+CHANNELWISE = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Identity)
+
+
+def _stack(tensors: Sequence[Tensor]) -> Tensor:
+    return torch.stack([t.detach() for t in tensors])
+
+
+def _channels_last_stack(t: Tensor) -> Tensor:
+    """A stacked conv weight (T, O, C, kh, kw) laid out so that every trial's slice, and the
+    (T*O, C, kh, kw) grouped weight made from it, is channels_last (a view, not a copy)."""
+    return t.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+
+
+class FusedConv2d(nn.Module):
+    """T convolutions as one grouped convolution; 1x1 ones optionally as one batched matrix
+    product (``pointwise="bmm"``), which cuBLAS runs faster than cuDNN's grouped 1x1 kernels
+    on some shapes (docs/performance-engine.md)."""
+
+    def __init__(self, convs: Sequence[nn.Conv2d], channels_last: bool, pointwise: str = "conv"):
+        super().__init__()
+        c = convs[0]
+        if c.padding_mode != "zeros" or isinstance(c.padding, str):
+            raise ValueError(f"cannot fuse {c}: only zero padding given as numbers")
+        w = _stack([m.weight for m in convs])
+        self.weight = nn.Parameter(_channels_last_stack(w) if channels_last else w)
+        self.bias = nn.Parameter(_stack([m.bias for m in convs])) if c.bias is not None else None
+        self.stride, self.padding, self.dilation, self.groups = (
+            c.stride,
+            c.padding,
+            c.dilation,
+            c.groups,
+        )
+        self.bmm = (
+            pointwise == "bmm"
+            and len(convs) > 1
+            and c.kernel_size == (1, 1)
+            and c.groups == 1
+            and c.padding == (0, 0)
+            and c.stride[0] == c.stride[1]
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.bmm:
+            return self._pointwise(x)
+        t, o = self.weight.shape[:2]
+        w = self.weight.reshape(t * o, *self.weight.shape[2:])
+        b = None if self.bias is None else self.bias.reshape(-1)
+        return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups * t)
+
+    def _pointwise(self, x: Tensor) -> Tensor:
+        """1x1 convolution of every trial as (T, B*H*W, C) @ (T, C, O). With channels_last
+        activations the input side is a strided view (no copy); the output is transposed back
+        to (B, H, W, T*O), i.e. channels_last (B, T*O, H, W)."""
+        s = self.stride[0]
+        if s != 1:
+            x = x[:, :, ::s, ::s]
+        t, o, c = self.weight.shape[:3]
+        b, _, h, w = x.shape
+        xt = x.permute(0, 2, 3, 1).reshape(b * h * w, t, c).transpose(0, 1)  # (T, BHW, C)
+        wt = self.weight.reshape(t, o, c).transpose(1, 2)  # (T, C, O)
+        if self.bias is None:
+            y = torch.bmm(xt, wt)
+        else:
+            y = torch.baddbmm(self.bias.unsqueeze(1), xt, wt)
+        return y.transpose(0, 1).reshape(b, h, w, t * o).permute(0, 3, 1, 2)
+
+
+class FusedBatchNorm2d(nn.Module):
+    def __init__(self, bns: Sequence[nn.BatchNorm2d]):
+        super().__init__()
+        b = bns[0]
+        if not (b.affine and b.track_running_stats) or b.momentum is None:
+            raise ValueError(f"cannot fuse {b}: needs affine, running stats and a momentum")
+        self.weight = nn.Parameter(_stack([m.weight for m in bns]))
+        self.bias = nn.Parameter(_stack([m.bias for m in bns]))
+        self.register_buffer("running_mean", _stack([m.running_mean for m in bns]))
+        self.register_buffer("running_var", _stack([m.running_var for m in bns]))
+        self.register_buffer("num_batches_tracked", _stack([m.num_batches_tracked for m in bns]))
+        self.eps, self.momentum = b.eps, b.momentum
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training:
+            self.num_batches_tracked.add_(1)
+        # the running statistics are views of the stacked buffers: updated in place, per trial
+        return F.batch_norm(
+            x,
+            self.running_mean.view(-1),
+            self.running_var.view(-1),
+            self.weight.view(-1),
+            self.bias.view(-1),
+            self.training,
+            self.momentum,
+            self.eps,
+        )
+
+
+class FusedLinear(nn.Module):
+    def __init__(self, linears: Sequence[nn.Linear]):
+        super().__init__()
+        self.weight = nn.Parameter(_stack([m.weight for m in linears]))  # (T, out, in)
+        has_bias = linears[0].bias is not None
+        self.bias = nn.Parameter(_stack([m.bias for m in linears])) if has_bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        t, out, inp = self.weight.shape
+        xt = x.reshape(x.shape[0], t, inp).transpose(0, 1)  # (T, B, in)
+        if self.bias is None:
+            y = torch.bmm(xt, self.weight.transpose(1, 2))
+        else:
+            y = torch.baddbmm(self.bias.unsqueeze(1), xt, self.weight.transpose(1, 2))
+        return y.transpose(0, 1).reshape(x.shape[0], t * out)
+
+
+class FusedPadShortcut(nn.Module):
+    def __init__(self, m: PadShortcut, trials: int):
+        super().__init__()
+        self.extra, self.stride, self.trials = m.extra_channels, m.stride, trials
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        b, tc, h, w = x.shape
+        x = x.reshape(b, self.trials, tc // self.trials, h, w)
+        x = F.pad(x, (0, 0, 0, 0, 0, self.extra))  # each trial's channels padded on its own
+        return x.reshape(b, -1, h, w)
+
+
+class FusedResizeInput(nn.Module):
+    def __init__(self, m: ResizeInput, trials: int):
+        super().__init__()
+        self.size, self.channels, self.trials = m.size, m.channels, trials
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, T, H, W): one input channel per trial
+        if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        if self.channels != 1:
+            b, t, h, w = x.shape
+            x = x.unsqueeze(2).expand(b, t, self.channels, h, w).reshape(b, -1, h, w)
+        return x
+
+
+POINTWISE = ("conv", "bmm")
+
+
+def _fuse_leaf(mods: Sequence[nn.Module], channels_last: bool, pointwise: str) -> nn.Module | None:
+    """The fused version of one leaf layer across trials; None: channel-wise, kept as is."""
+    m = mods[0]
+    if type(m) is nn.Conv2d:
+        return FusedConv2d(mods, channels_last, pointwise)
+    if type(m) is nn.BatchNorm2d:
+        return FusedBatchNorm2d(mods)
+    if type(m) is nn.Linear:
+        return FusedLinear(mods)
+    if type(m) is PadShortcut:
+        return FusedPadShortcut(m, len(mods))
+    if type(m) is ResizeInput:
+        return FusedResizeInput(m, len(mods))
+    if isinstance(m, CHANNELWISE):
+        return None
+    raise ValueError(f"cannot fuse a {type(m).__name__} layer (no fused version)")
+
+
+def fuse_models(
+    models: Sequence[nn.Module], channels_last: bool = True, pointwise: str = "conv"
+) -> nn.Module:
+    """One module that computes all ``models`` (same architecture) at once: input
+    (B, T*C, H, W), output (B, T*classes); parameters and buffers stacked (T, ...) under the
+    models' own names."""
+    fused = copy.deepcopy(models[0])
+    for name, mod in models[0].named_modules():
+        if list(mod.children()):
+            if next(mod.parameters(recurse=False), None) is not None:
+                raise ValueError(f"cannot fuse {name}: a container with its own parameters")
+            continue
+        new = _fuse_leaf([m.get_submodule(name) for m in models], channels_last, pointwise)
+        if new is not None:
+            parent, _, child = name.rpartition(".")
+            setattr(fused.get_submodule(parent) if parent else fused, child, new)
+    return fused.train(models[0].training)
+
+
+class FusedTrials:
+    """The fused model of T same-architecture models, and the per-trial losses of a batch of
+    shape (T, B, C, H, W) under the engine's precision (bf16 autocast, fp32 or fp64)."""
+
+    def __init__(
+        self,
+        models: Sequence[nn.Module],
+        precision: str = "bf16",
+        channels_last: bool = True,
+        pointwise: str = "conv",
+    ):
+        if precision not in FUSED_PRECISIONS:
+            raise ValueError(f"precision must be one of {FUSED_PRECISIONS}, got {precision!r}")
+        if pointwise not in POINTWISE:
+            raise ValueError(f"pointwise must be one of {POINTWISE}, got {pointwise!r}")
+        self.trials, self.precision, self.channels_last = len(models), precision, channels_last
+        self.module = fuse_models(models, channels_last, pointwise)
+        named = list(self.module.named_parameters())
+        self.names = [n for n, _ in named]
+        self.params: list[Tensor] = [p for _, p in named]
+        self.buffers: list[Tensor] = list(self.module.buffers())
+
+    def losses(self, x: Tensor, y: Tensor) -> Tensor:
+        """Mean cross-entropy per trial, shape (T,); ``x`` (T, B, C, H, W), ``y`` (T, B)."""
+        t, b = y.shape
+        x = x.transpose(0, 1).reshape(b, t * x.shape[2], *x.shape[3:])
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.precision == "fp64":
+            x = x.double()
+        with torch.autocast(
+            x.device.type, torch.bfloat16, enabled=self.precision == "bf16", cache_enabled=False
+        ):
+            logits = self.module(x).reshape(b * t, -1)  # rows: (image, trial)
+            loss = F.cross_entropy(logits, y.t().reshape(-1), reduction="none")
+        return loss.view(b, t).mean(0)
+
+    def trial_tensors(self, t: int) -> dict[str, Tensor]:
+        """Trial ``t``'s parameters and buffers as views, keyed like the model's state_dict."""
+        return {k: v[t] for k, v in self.module.state_dict(keep_vars=True).items()}
+
+    @torch.no_grad()
+    def load_into(self, t: int, module: nn.Module) -> nn.Module:
+        """Copy trial ``t``'s weights and BatchNorm statistics into an ordinary model."""
+        module.load_state_dict(self.trial_tensors(t))
+        return module
+
+
+class FusedOptimizer:
+    """Adam and SGD for stacked parameters, each trial with its own hyperparameters and state.
+
+    The arithmetic is torch.optim's (``Adam``: L2 weight decay added to the gradient, bias
+    corrections, ``eps`` outside the square root; ``SGD``: momentum buffer, no dampening); the
+    hyperparameters come from ``perfstudy.optimizers.make_optimizer`` so a trial means what it
+    means alone. Work is done with ``torch._foreach_*`` over per-trial slices (one multi-tensor
+    kernel for all trials instead of one kernel per tensor per trial), per-trial values passed
+    as scalar lists. All trials step together, so Adam's step count is one device tensor
+    (graph-safe: no host value changes between replays).
+    """
+
+    def __init__(self, params: Sequence[Tensor], cfgs: Sequence):
+        if len(cfgs) != params[0].shape[0]:
+            raise ValueError("one config per stacked trial")
+        self.params = list(params)
+        device = self.params[0].device
+        self.hp = []
+        for cfg in cfgs:
+            probe = make_optimizer([torch.zeros(1, requires_grad=True)], cfg)
+            d = dict(probe.defaults)
+            kind = type(probe).__name__.lower()
+            if kind not in ("adam", "sgd"):
+                raise ValueError(f"fused training supports Adam and SGD, not {kind}")
+            unsupported = [
+                k for k in ("amsgrad", "nesterov", "maximize", "decoupled_weight_decay") if d.get(k)
+            ] + (["dampening"] if d.get("dampening") else [])
+            if unsupported:
+                raise ValueError(f"fused {kind} does not implement: {', '.join(unsupported)}")
+            self.hp.append({"kind": kind, **d})
+        self.adam = [t for t, h in enumerate(self.hp) if h["kind"] == "adam"]
+        self.sgd = [t for t, h in enumerate(self.hp) if h["kind"] == "sgd"]
+        if self.adam:
+            betas = {tuple(float(b) for b in self.hp[t]["betas"]) for t in self.adam}
+            eps = {float(self.hp[t]["eps"]) for t in self.adam}
+            if len(betas) != 1 or len(eps) != 1:
+                raise ValueError("Adam trials fused together must share betas and eps")
+            self.betas, self.eps = betas.pop(), eps.pop()
+        # as torch's capturable Adam: the step count is a float on the device (float64 in fp64)
+        self.step_count = torch.zeros((), dtype=self.params[0].dtype, device=device)
+        zeros = lambda: [torch.zeros_like(p) for p in self.params]  # noqa: E731
+        self.exp_avg = zeros() if self.adam else []
+        self.exp_avg_sq = zeros() if self.adam else []
+        self.momentum = zeros() if self.sgd else []
+
+    def state_tensors(self) -> list[Tensor]:
+        return [self.step_count, *self.exp_avg, *self.exp_avg_sq, *self.momentum]
+
+    def reset(self) -> None:
+        """Fresh state (zero moments, step 0), in place."""
+        for t in self.state_tensors():
+            t.zero_()
+
+    def _slices(self, tensors: Sequence[Tensor], trials: Sequence[int]) -> list[Tensor]:
+        return [x[t] for t in trials for x in tensors]
+
+    def _per_trial(self, key: str, trials: Sequence[int], sign: float = 1.0) -> list[float]:
+        return [sign * float(self.hp[t][key]) for t in trials for _ in self.params]
+
+    @torch.no_grad()
+    def step(self, grads: Sequence[Tensor]) -> None:
+        self.step_count += 1
+        if self.adam:
+            self._adam(grads)
+        if self.sgd:
+            self._sgd(grads)
+
+    def _weight_decay(self, g: list[Tensor], p: list[Tensor], trials) -> list[Tensor]:
+        wd = self._per_trial("weight_decay", trials)
+        if not any(wd):
+            return g
+        return torch._foreach_add(g, torch._foreach_mul(p, wd))
+
+    def _adam(self, grads: Sequence[Tensor]) -> None:
+        trials = self.adam
+        beta1, beta2 = self.betas
+        p = self._slices(self.params, trials)
+        g = self._weight_decay(self._slices(grads, trials), p, trials)
+        m = self._slices(self.exp_avg, trials)
+        v = self._slices(self.exp_avg_sq, trials)
+        torch._foreach_lerp_(m, g, 1 - beta1)
+        torch._foreach_mul_(v, beta2)
+        torch._foreach_addcmul_(v, g, g, 1 - beta2)
+        # denom = bias_correction1 * (sqrt(v) / sqrt(bias_correction2) + eps), so that
+        # p -= lr * m / denom is torch's p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
+        bc1 = 1 - torch.pow(beta1, self.step_count)
+        inv_sqrt_bc2 = (1 - torch.pow(beta2, self.step_count)).rsqrt()
+        denom = torch._foreach_sqrt(v)
+        torch._foreach_mul_(denom, inv_sqrt_bc2)
+        torch._foreach_add_(denom, self.eps)
+        torch._foreach_mul_(denom, bc1)
+        update = torch._foreach_div(m, denom)
+        torch._foreach_mul_(update, self._per_trial("lr", trials, -1.0))
+        torch._foreach_add_(p, update)
+
+    def _sgd(self, grads: Sequence[Tensor]) -> None:
+        trials = self.sgd
+        p = self._slices(self.params, trials)
+        g = self._weight_decay(self._slices(grads, trials), p, trials)
+        momentum = self._per_trial("momentum", trials)
+        if any(momentum):
+            # torch's SGD starts the buffer at the first gradient: 0 * momentum + g is that
+            buf = self._slices(self.momentum, trials)
+            torch._foreach_mul_(buf, momentum)
+            torch._foreach_add_(buf, g)
+            g = buf
+        torch._foreach_add_(p, torch._foreach_mul(g, self._per_trial("lr", trials, -1.0)))
+
+
+class FusedGroup:
+    """T trials stepping together: fused model, per-trial optimizer, resident data, and (on
+    CUDA) the whole step captured as one graph, replayed on this group's own stream."""
+
+    def __init__(
+        self,
+        cfgs: Sequence,
+        models: Sequence[nn.Module],
+        sources: Sequence[Source],
+        device: torch.device,
+        *,
+        precision: str = "bf16",
+        channels_last: bool = True,
+        graph: bool | None = None,
+        warmup_steps: int = 3,
+        pointwise: str = "conv",
+    ):
+        self.cfgs, self.device = list(cfgs), torch.device(device)
+        graph = self.device.type == "cuda" if graph is None else graph
+        if graph and self.device.type != "cuda":
+            raise ValueError("CUDA graphs need a CUDA device")
+        batch = {c.batch_size for c in cfgs}
+        if len(batch) != 1:
+            raise ValueError(f"fused trials need one batch size, got {sorted(batch)}")
+        if channels_last:
+            for m in models:
+                m.to(memory_format=torch.channels_last)
+        self.model = FusedTrials(models, precision, channels_last, pointwise)
+        # an ordinary fp32 model to evaluate trials with, as the trainer evaluates its model
+        self.template = copy.deepcopy(models[0]).float()
+        self.optimizer = FusedOptimizer(self.model.params, cfgs)
+        self.data = ResidentBatches(sources, [c.seed for c in cfgs], batch.pop(), self.device)
+        if precision == "fp64":
+            self.data.dtype = torch.float64  # normalised in float64, as the fast engine's fp64
+        self.loss_sum = torch.zeros(len(cfgs), device=self.device)
+        self.stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        self.graph: torch.cuda.CUDAGraph | None = None
+        if self.device.type == "cuda":
+            self._prepare(warmup_steps, graph)
+
+    def _on_stream(self):
+        return contextlib.nullcontext() if self.stream is None else torch.cuda.stream(self.stream)
+
+    def _step(self, size: int | None = None) -> None:
+        x, y = self.data.next_batch(size)
+        losses = self.model.losses(x, y)
+        grads = torch.autograd.grad(losses.sum(), self.model.params)
+        self.optimizer.step(grads)
+        self.loss_sum += losses.detach() * y.shape[1]
+
+    def _prepare(self, warmup_steps: int, graph: bool) -> None:
+        """Warm up (cuDNN autotuning, lazy allocations) and capture; then undo the warm-up."""
+        snapshot = StateSnapshot(self.model.params + self.model.buffers)
+
+        def full_step():
+            self.data.rewind()
+            self._step()
+
+        def partial_step():
+            self.data.rewind()
+            self._step(self.data.remainder)
+
+        with cudnn_benchmark(self.device.type == "cuda"):
+            warm_up(full_step, warmup_steps, self.device)
+            if self.data.remainder:
+                warm_up(partial_step, 1, self.device)
+            if graph:
+                self.data.rewind()
+                self.graph = capture(self._step, self.device)
+        snapshot.restore()
+        self.optimizer.reset()
+        self.data.rewind()
+        self.loss_sum.zero_()
+
+    # --- the epoch, in three parts so that several groups can interleave on their streams
+
+    def start_epoch(self) -> None:
+        if self.stream is not None:
+            self.stream.wait_stream(torch.cuda.current_stream(self.device))
+        with self._on_stream():
+            self.data.shuffle()
+            self.loss_sum.zero_()
+
+    def step(self) -> None:
+        with self._on_stream():
+            if self.graph is not None:
+                self.graph.replay()
+            else:
+                self._step()
+
+    def finish_epoch(self) -> None:
+        with self._on_stream():
+            if self.data.remainder:
+                self._step(self.data.remainder)  # eager: one partial batch per epoch
+        if self.stream is not None:
+            torch.cuda.current_stream(self.device).wait_stream(self.stream)
+
+    def epoch_losses(self) -> list[float]:
+        """Mean training loss of each trial over the epoch. Note: a CPU-GPU sync point."""
+        return (self.loss_sum / self.data.n).tolist()
