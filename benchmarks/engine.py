@@ -7,7 +7,7 @@
 
 Everything runs in one process, on Fashion-MNIST's training images, Adam (lr 1e-3), native
 variant; packs alternate Adam and SGD (lr 1e-3 and 1e-4), as a grid's pack does. Results of
-2026-11-29 on one H200: docs/performance-engine.md. Each measurement is one whole epoch of
+2026-11-29 on one H200: docs/performance.md. Each measurement is one whole epoch of
 ``steps`` batches through the engine's own ``train_epoch`` (shuffle, partial batch, loss
 read-back included), timed with the device synchronised, after one untimed epoch (DataLoader
 workers started, caches warm). Setup (graph capture, warm-up, compilation) is reported apart,

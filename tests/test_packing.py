@@ -275,7 +275,8 @@ def test_bf16_pack_gives_each_run_the_accuracy_it_gets_alone():
     for cfg, p in zip(cfgs, packed, strict=True):
         alone = train_dl(cfg)
         assert p.config == cfg.to_dict() and p.extra["pack_size"] == 3 and p.extra["graph"]
-        assert len(p.curve) == 3 and p.test_acc > 80
+        # well above chance (10%): 3 epochs of 4,000 images reach ~95% MNIST, ~80% Fashion
+        assert len(p.curve) == 3 and p.test_acc > (90 if cfg.dataset == "mnist" else 70)
         # same run, same distribution: bf16 rounding differs by kernel, so not bit-equal
         assert abs(p.test_acc - alone.test_acc) < 3, (cfg, p.test_acc, alone.test_acc)
         last = alone.curve[-1].train_loss

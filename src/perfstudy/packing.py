@@ -47,7 +47,7 @@ from perfstudy.results import EpochStats, RunResult
 from perfstudy.timing import Timer
 from perfstudy.train import prepare_data, train_dl
 
-# Measured on one H200 (docs/performance-engine.md): fusing trials pays until a fused step
+# Measured on one H200 (docs/performance.md): fusing trials pays until a fused step
 # holds ~175 GFLOP of training work (4 ResNet-18s at batch 16); beyond, grouped convolutions are
 # slower than more CUDA streams, so a pack is fused groups of that size, one stream each
 # (ResNet-50 at batch 16: groups of 1, i.e. one graph per run on its own stream).

@@ -74,7 +74,7 @@ def available() -> list[str]:
 
 
 def default_backend() -> str:
-    """The fastest backend available here, by measurement (docs/performance-svm.md): torch on
+    """The fastest backend available here, by measurement (docs/performance.md): torch on
     an NVIDIA GPU; on CPU sklearnex when installed, else libsvm. torch on CPU gives the same
     solution but fitted ~3x slower than libsvm on 2 cores, so it is never the default there."""
     if torch.cuda.is_available():

@@ -37,7 +37,7 @@ ENGINES: Registry[Prepare] = Registry("engine")
 
 def resolve_engine(name: str, device: torch.device) -> str:
     """``auto``: the fast engine on CUDA; on a CPU with native bf16 the CPU engine (measured
-    1.56x the plain loop for ResNet-18 on 2 cores, docs/performance-engine.md); else the plain
+    1.56x the plain loop for ResNet-18 on 2 cores, docs/performance.md); else the plain
     DataLoader loop."""
     if name != "auto":
         ENGINES.get(name)  # validates

@@ -1,7 +1,7 @@
 """The CPU engine: the fast engine's eager step with the settings that pay on a CPU.
 
 Measured on the 2 cores of an AMD EPYC (Zen 5, avx512_bf16), batch 16, median ms/step
-(docs/performance-engine.md): ResNet-18 plain 149 -> 95 (1.56x), ResNet-32 plain 31 -> 22
+(docs/performance.md): ResNet-18 plain 149 -> 95 (1.56x), ResNet-32 plain 31 -> 22
 (about 1.45x). What pays is the arithmetic: bf16 autocast (oneDNN's bf16 kernels) and
 channels_last (no layout reorders around every oneDNN convolution). What does not: keeping
 the data resident alone (the DataLoader's per-item work is small next to a CPU step), CUDA

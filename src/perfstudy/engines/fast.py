@@ -18,7 +18,7 @@ What it changes, and why each keeps the run's meaning:
 Warm-up and capture happen in ``prepare``, which the trainer times apart as ``setup_ms``; the
 warm-up steps are undone (weights, BatchNorm statistics, optimizer state restored) so training
 starts from the seed's initial weights. Other ``mode``s (``MODES``) exist for the benchmark's
-comparison with ``torch.compile``; docs/performance-engine.md has the numbers.
+comparison with ``torch.compile``; docs/performance.md has the numbers.
 """
 
 from __future__ import annotations

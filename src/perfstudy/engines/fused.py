@@ -67,7 +67,7 @@ def _channels_last_stack(t: Tensor) -> Tensor:
 class FusedConv2d(nn.Module):
     """T convolutions as one grouped convolution; 1x1 ones optionally as one batched matrix
     product (``pointwise="bmm"``), which cuBLAS runs faster than cuDNN's grouped 1x1 kernels
-    on some shapes (docs/performance-engine.md)."""
+    on some shapes (docs/performance.md)."""
 
     def __init__(self, convs: Sequence[nn.Conv2d], channels_last: bool, pointwise: str = "conv"):
         super().__init__()

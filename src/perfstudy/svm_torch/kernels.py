@@ -94,7 +94,7 @@ def resolve_gamma(gamma: str | float, x: np.ndarray) -> float:
 def _matmul_precision(precision: str):
     """Pin fp32 GEMM precision for the block, whatever the caller set globally: libsvm computes
     kernels in float64, so full fp32 is the default and TF32 (10-bit mantissa) an opt-in whose
-    effect on equivalence is measured, not assumed (docs/performance-svm.md)."""
+    effect on equivalence is measured, not assumed (docs/performance.md)."""
     old = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision(precision)
     try:
