@@ -3,7 +3,8 @@ no page error, a non-blank screenshot. The store is a realistic synthetic versio
 seed study (studies/seed.yaml, with a second seed for Q1(a)); FLOPs are really counted.
 
 ``PERFSTUDY_UPDATE_SCREENSHOT=1 pytest tests/test_report_html.py`` also refreshes
-docs/report-screenshot.png from this store.
+docs/report-screenshot-synthetic.png from this store (docs/report-screenshot.png shows a
+report of real runs).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from perfstudy.study import Run
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOT = REPO / "docs" / "report-screenshot.png"
+SCREENSHOT = REPO / "docs" / "report-screenshot-synthetic.png"
 PROV = {"perfstudy": "0.1.0", "git_commit": "demo", "torch": "2.14.1", "python": "3.11",
         "host": "synthetic demo store (not measured)"}
 EPOCH_S = {"resnet18": 2.2e-4, "resnet32": 3.1e-4, "resnet50": 5.6e-4}  # GPU s per image

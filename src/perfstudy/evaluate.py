@@ -30,3 +30,23 @@ def accuracy(
         correct += (model(xb).argmax(1) == y[i : i + batch_size]).sum()
     model.train(was_training)
     return 100.0 * correct.item() / len(x)
+
+
+class BestEpoch:
+    """Honest selection: keeps the weights of the epoch with the best *validation* accuracy
+    (the first epoch reaching it wins ties); the test split is only read at the end."""
+
+    def __init__(self):
+        self.val_acc, self.epoch, self.state = -1.0, 0, None
+
+    def update(self, model: torch.nn.Module, val_acc: float, epoch: int) -> None:
+        if val_acc > self.val_acc:
+            self.val_acc, self.epoch = val_acc, epoch
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def test(self, model, x, y, mean: float, std: float) -> tuple[float, float]:
+        """(test accuracy at the best-validation epoch, at the last epoch). Leaves ``model``
+        holding the best-validation weights."""
+        last = accuracy(model, x, y, mean, std)
+        model.load_state_dict(self.state)
+        return accuracy(model, x, y, mean, std), last

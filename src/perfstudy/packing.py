@@ -40,7 +40,7 @@ from perfstudy.config import DLConfig
 from perfstudy.devices import peak_mb, reset_peak
 from perfstudy.engines.fused import FusedGroup
 from perfstudy.engines.resident import Source
-from perfstudy.evaluate import accuracy, to_device
+from perfstudy.evaluate import BestEpoch, accuracy, to_device
 from perfstudy.models import build_model, param_count
 from perfstudy.progress import NullProgress
 from perfstudy.results import EpochStats, RunResult
@@ -248,7 +248,7 @@ def train_pack(
 
     n = len(cfgs)
     curves: list[list[EpochStats]] = [[] for _ in range(n)]
-    best = [(-1.0, 0, None)] * n  # (val acc, epoch, state)
+    best = [BestEpoch() for _ in range(n)]
     eval_ms = [0.0] * n
     train_ms = 0.0
     epochs = cfgs[0].epochs
@@ -270,9 +270,7 @@ def train_pack(
                 with Timer(device) as e:
                     model = g.model.load_into(k, g.template)
                     acc = accuracy(model, vx, vy, _ds.mean, _ds.std)
-                    if acc > best[trial][0]:  # the first epoch reaching the best value wins ties
-                        state = {k2: v.detach().clone() for k2, v in model.state_dict().items()}
-                        best[trial] = (acc, epoch, state)
+                    best[trial].update(model, acc, epoch)
                 eval_ms[trial] += e.ms
                 curves[trial].append(EpochStats(epoch, float(ls[k]), acc, t.ms / 1e3))
         progress.advance(bar)
@@ -285,9 +283,7 @@ def train_pack(
             ds, _train, _src, _val, (tx, ty), _sizes = split[trial]
             with Timer(device) as e:
                 model = g.model.load_into(k, g.template)
-                last = accuracy(model, tx, ty, ds.mean, ds.std)
-                model.load_state_dict(best[trial][2])
-                test_acc[trial] = (accuracy(model, tx, ty, ds.mean, ds.std), last)
+                test_acc[trial] = best[trial].test(model, tx, ty, ds.mean, ds.std)
             eval_ms[trial] += e.ms
     pack_wall_ms = (time.perf_counter() - wall0) * 1e3
 
@@ -326,7 +322,7 @@ def train_pack(
     results = []
     for trial, cfg in enumerate(cfgs):
         n_train, n_val, n_test = split[trial][5]
-        acc, best_epoch, _state = best[trial]
+        acc, best_epoch = best[trial].val_acc, best[trial].epoch
         results.append(
             RunResult(
                 kind="dl",

@@ -15,7 +15,7 @@ from perfstudy import provenance
 from perfstudy.config import DLConfig
 from perfstudy.devices import peak_mb, reset_peak, resolve_device
 from perfstudy.engines import ENGINES, resolve_engine
-from perfstudy.evaluate import accuracy, to_device
+from perfstudy.evaluate import BestEpoch, accuracy, to_device
 from perfstudy.models import build_model
 from perfstudy.optimizers import make_optimizer
 from perfstudy.progress import NullProgress
@@ -52,7 +52,7 @@ def train_dl(cfg: DLConfig, data_dir=None, progress=None) -> RunResult:
             cfg, model, optimizer, train.x, train.y, ds.mean, ds.std, device, progress
         )
     curve: list[EpochStats] = []
-    best_acc, best_epoch, best_state = -1.0, 0, None
+    best = BestEpoch()
     train_ms = eval_ms = 0.0
     bar = progress.add(f"{cfg.model} {cfg.dataset} epochs", total=cfg.epochs)
     for epoch in range(1, cfg.epochs + 1):
@@ -61,9 +61,7 @@ def train_dl(cfg: DLConfig, data_dir=None, progress=None) -> RunResult:
         train_ms += t.ms
         with Timer(device) as e:
             val_acc = accuracy(model, val_x, val_y, ds.mean, ds.std)
-            if val_acc > best_acc:  # the first epoch reaching the best value wins ties
-                best_acc, best_epoch = val_acc, epoch
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best.update(model, val_acc, epoch)
         eval_ms += e.ms
         curve.append(EpochStats(epoch, float(loss), val_acc, t.ms / 1e3))
         progress.update(bar, description=f"{cfg.model} {cfg.dataset} val {val_acc:.2f}%")
@@ -73,9 +71,7 @@ def train_dl(cfg: DLConfig, data_dir=None, progress=None) -> RunResult:
 
     with Timer(device) as e:
         test_x, test_y = to_device(test, device)
-        test_last = accuracy(model, test_x, test_y, ds.mean, ds.std)
-        model.load_state_dict(best_state)
-        test_best = accuracy(model, test_x, test_y, ds.mean, ds.std)
+        test_best, test_last = best.test(model, test_x, test_y, ds.mean, ds.std)
     eval_ms += e.ms
 
     extra = {
@@ -89,11 +85,11 @@ def train_dl(cfg: DLConfig, data_dir=None, progress=None) -> RunResult:
         kind="dl",
         config=cfg.to_dict(),
         test_acc=test_best,
-        val_acc=best_acc,
+        val_acc=best.val_acc,
         train_ms=train_ms,
         eval_ms=eval_ms,
         test_acc_last=test_last,
-        best_epoch=best_epoch,
+        best_epoch=best.epoch,
         images_per_s=len(train) * cfg.epochs / (train_ms / 1e3),
         peak_mem_mb=peak,
         setup_ms=setup_timer.ms,
