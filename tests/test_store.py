@@ -74,3 +74,21 @@ def test_missing_or_foreign_database(tmp_path):
     bad.write_text("this is not sqlite" * 100)
     with pytest.raises(UsageError, match="not a perfstudy results store"):
         Store(bad)
+
+
+def test_experiment_descriptions_are_stored_for_the_report(tmp_path):
+    from perfstudy import study as studies
+    from perfstudy.report.build import build_report
+    from perfstudy.runner import plan
+
+    (tmp_path / "s.yaml").write_text(
+        "name: d\nexperiments:\n  flops:\n    kind: flops\n"
+        "    description: FLOPs of ResNet-32 at its own input.\n"
+        "    grid: {model: [resnet32]}\n")
+    s = studies.load(tmp_path / "s.yaml")
+    store = Store(tmp_path / "r.db")
+    plan(s, s.runs(), store)
+    assert store.descriptions("d") == {"flops": "FLOPs of ResNet-32 at its own input."}
+    report = build_report(store)
+    section = next(sec for sec in report.sections if sec.title.startswith("flops"))
+    assert section.paragraphs[0] == "From the study file: FLOPs of ResNet-32 at its own input."

@@ -23,6 +23,7 @@ class Plan:
 
 def plan(study: Study, runs: list, store: Store, retry_failed: bool = False) -> Plan:
     reclaimed = store.reclaim_stale()
+    store.describe(study.name, study.experiments)
     store.add(study.name, runs)
     status = store.status_of([r.key for r in runs])
     unique, seen = [], set()

@@ -47,6 +47,13 @@ CREATE TABLE IF NOT EXISTS memberships (
     key TEXT NOT NULL REFERENCES runs(key),
     PRIMARY KEY (study, experiment, key)
 );
+CREATE TABLE IF NOT EXISTS experiments (
+    study TEXT NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    description TEXT NOT NULL,       -- from the study file, quoted by the report
+    PRIMARY KEY (study, name)
+);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
 """
 
@@ -124,6 +131,12 @@ class Store:
                 db.execute("INSERT OR IGNORE INTO memberships VALUES (?, ?, ?)",
                            (study, run.experiment, cfg.key()))
 
+    def describe(self, study: str, experiments) -> None:
+        """Record (or update) the study file's experiments: name, kind, description."""
+        with self.tx() as db:
+            db.executemany("INSERT OR REPLACE INTO experiments VALUES (?, ?, ?, ?)",
+                           [(study, e.name, e.kind, e.description) for e in experiments])
+
     def claim(self, key: str) -> bool:
         """pending/interrupted/failed → running, owned by this process. False if not claimable
         (done, or running elsewhere)."""
@@ -186,6 +199,10 @@ class Store:
             q = f"SELECT key, status FROM runs WHERE key IN ({','.join('?' * len(chunk))})"
             out.update(dict(self.db.execute(q, chunk)))
         return out
+
+    def descriptions(self, study: str) -> dict[str, str]:
+        return dict(self.db.execute(
+            "SELECT name, description FROM experiments WHERE study=?", (study,)))
 
     def studies(self) -> list[str]:
         return [s for (s,) in self.db.execute("SELECT DISTINCT study FROM memberships")]

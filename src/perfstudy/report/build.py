@@ -70,10 +70,11 @@ def _sizes_text(exp: Experiment) -> str:
     return "Data: " + "; ".join(parts) + "." if parts else ""
 
 
-def experiment_section(exp: Experiment, ctx: Context) -> Section:
+def experiment_section(exp: Experiment, ctx: Context, description: str = "") -> Section:
     title = f"{exp.name}: {TITLES[exp.layout]}" if TITLES[exp.layout] else exp.name
     sec = Section(f"{ctx.prefix}{exp.name}", title)
-    sec.paragraphs += [p for p in (counts_text(counts(exp.rows)) + ".", _fixed_text(exp),
+    about = f"From the study file: {description.strip()}" if description.strip() else ""
+    sec.paragraphs += [p for p in (about, counts_text(counts(exp.rows)) + ".", _fixed_text(exp),
                                    _sizes_text(exp)) if p]
     if exp.layout == "generic" and exp.varying:
         sec.paragraphs.append("Varies: " + ", ".join(exp.varying) + ".")
@@ -189,7 +190,9 @@ def build_report(store: Store, study: str | None = None,
     for s in names:
         ctx = Context([e for e in all_exps if e.study == s], ref, targets,
                       f"{s}-" if several else "")
-        secs = [experiment_section(e, ctx) for e in ctx.experiments] + [across_section(ctx)]
+        about = store.descriptions(s)
+        secs = [experiment_section(e, ctx, about.get(e.name, "")) for e in ctx.experiments]
+        secs.append(across_section(ctx))
         if several:
             report.sections.append(Section(f"study-{s}", f"Study {s}", children=secs))
         else:
