@@ -92,7 +92,7 @@ def test_seed_study_has_exactly_the_seed_runs():
 def test_quick_study_is_small():
     runs = studies.load(REPO / "studies" / "quick.yaml").runs()
     dl = [r.config for r in runs if r.config.kind == "dl"]
-    assert all(c.epochs == 1 and c.train_subset and c.train_subset <= 500 for c in dl)
+    assert all(c.epochs == 1 and c.train_subset and c.train_subset <= 1200 for c in dl)
 
 
 BAD = [
