@@ -62,3 +62,18 @@ def fake_dataset(tmp_path):
     ``perfstudy.data.load("mnist", folder, md5s=md5s)``."""
     folder = tmp_path / "fake"
     return folder, write_fake_dataset(folder)
+
+
+@pytest.fixture
+def deterministic_kernels():
+    """fp32 without TF32, deterministic cuDNN kernels: graphed, fused and eager steps then run
+    the same arithmetic, so a comparison tests the engine rather than rounding."""
+    import torch
+
+    saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.allow_tf32,
+             torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    (torch.backends.cudnn.deterministic, torch.backends.cudnn.allow_tf32,
+     torch.backends.cuda.matmul.allow_tf32) = saved

@@ -105,19 +105,6 @@ def _rel(a: dict, b: dict) -> float:
     )
 
 
-@pytest.fixture
-def deterministic_kernels():
-    """fp32 without TF32, deterministic cuDNN kernels: the graph and the eager steps then run
-    the same arithmetic, and the comparison tests the graph rather than rounding."""
-    saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.allow_tf32,
-             torch.backends.cuda.matmul.allow_tf32)
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    (torch.backends.cudnn.deterministic, torch.backends.cudnn.allow_tf32,
-     torch.backends.cuda.matmul.allow_tf32) = saved
-
-
 @cuda
 @pytest.mark.usefixtures("deterministic_kernels")
 @pytest.mark.parametrize(("precision", "tol"), [("fp64", 1e-9), ("fp32", 1e-3)])

@@ -221,17 +221,6 @@ def test_runs_that_cannot_pack_train_alone():
 # --- CUDA: the graphed fused step, and bf16 packs against runs alone
 
 
-@pytest.fixture
-def deterministic_kernels():
-    saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.allow_tf32,
-             torch.backends.cuda.matmul.allow_tf32)
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    (torch.backends.cudnn.deterministic, torch.backends.cudnn.allow_tf32,
-     torch.backends.cuda.matmul.allow_tf32) = saved
-
-
 @cuda
 @pytest.mark.usefixtures("deterministic_kernels")
 @pytest.mark.parametrize("pointwise", ["conv", "bmm"])

@@ -116,15 +116,21 @@ def _best(title: str, groups: Sequence[Group], keys: Sequence[str],
     return text + f"{pending}.", head_row
 
 
-def effect_sentences(groups: Sequence[Group], factors: Sequence[str], yard: Yardstick,
-                     metric: str = "test_acc") -> list[str]:
-    """Per factor: mean difference between its values over pairs that differ only in it."""
+def _points(groups: Sequence[Group], factors: Sequence[str], metric: str) -> list:
+    """(the factors' and held-fixed keys' values, mean of ``metric``) per group with a result."""
     keys = [*factors, *held_fixed(groups, factors)]
     points = []
     for g in groups:
         s = g.summary(metric)
         if s is not None:
             points.append(({f: factor_value(g, f) for f in keys}, s.mean))
+    return points
+
+
+def effect_sentences(groups: Sequence[Group], factors: Sequence[str], yard: Yardstick,
+                     metric: str = "test_acc") -> list[str]:
+    """Per factor: mean difference between its values over pairs that differ only in it."""
+    points = _points(groups, factors, metric)
     out = []
     for f in factors:
         order, numeric = _factor_order(groups, f)
@@ -144,12 +150,7 @@ def speed_sentences(groups: Sequence[Group], factors: Sequence[str], metric: str
     """Per speed knob: the ratio of ``metric`` (a speed or a time) between its values."""
     yard = log_yardstick([[v for r in g.done if (v := metric_of(r, metric))] for g in groups],
                          what)
-    keys = [*factors, *held_fixed(groups, factors)]
-    points = []
-    for g in groups:
-        s = g.summary(metric)
-        if s is not None:
-            points.append(({f: factor_value(g, f) for f in keys}, s.mean))
+    points = _points(groups, factors, metric)
     out = []
     for f in factors:
         order, numeric = _factor_order(groups, f)
