@@ -1,6 +1,8 @@
 """Executors: the process pool stores the same results as the local executor, and a failing
 run is stored as failed while the study goes on."""
 
+import os
+
 from perfstudy import study as studies
 from perfstudy.runner import execute_plan, plan
 from perfstudy.store import Store
@@ -10,8 +12,8 @@ name: pool
 experiments:
   svm:
     kind: svm
-    fixed: {dataset: mnist, backend: sklearn, train_subset: 300, eval_subset: 200}
-    grid: {kernel: [rbf, poly], C: [1.0, 10.0], degree: [2]}
+    fixed: {dataset: mnist, train_subset: 300, eval_subset: 200}
+    grid: {kernel: [rbf, poly], C: [1.0, 10.0], degree: [2], backend: [sklearn, torch]}
 """
 
 
@@ -27,13 +29,15 @@ def run_study(tmp_path, name, executor, workers=None, text=STUDY):
 def test_pool_matches_local(tmp_path):
     out_local, local = run_study(tmp_path, "local", "local")
     out_pool, pool = run_study(tmp_path, "pool", "pool", workers=2)
-    assert out_local.done == out_pool.done == 4 and out_pool.failed == 0
+    assert out_local.done == out_pool.done == 8 and out_pool.failed == 0
     assert local.keys() == pool.keys()
     for key in local:
         a, b = local[key].result, pool[key].result
         assert pool[key].status == "done"
         assert (a.test_acc, a.val_acc, a.n_support) == (b.test_acc, b.val_acc, b.n_support)
-    assert len({r.pid for r in pool.values()}) >= 1
+        if os.cpu_count() == 2:  # 2 workers sharing 2 CPUs: one thread each in every pool
+            assert b.provenance["torch_threads"] == 1 and b.provenance["blas_threads"] == 1
+    assert all(r.pid != os.getpid() for r in pool.values())  # fitted in worker processes
 
 
 def test_a_failing_run_is_stored_and_the_study_goes_on(tmp_path, monkeypatch):
@@ -43,12 +47,11 @@ def test_a_failing_run_is_stored_and_the_study_goes_on(tmp_path, monkeypatch):
     bad = tmp_path / "data"
     (bad / "fashion-mnist").mkdir(parents=True)
     (bad / "fashion-mnist" / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03junk")
-    import os
     real = os.environ["PERFSTUDY_DATA_DIR"]
     (bad / "mnist").symlink_to(os.path.join(real, "mnist"))
     monkeypatch.setenv("PERFSTUDY_DATA_DIR", str(bad))
     out, rows = run_study(tmp_path, "fail", "local", text=text)
-    assert out.done == 4 and out.failed == 4
+    assert out.done == 8 and out.failed == 8
     failed = [r for r in rows.values() if r.status == "failed"]
     assert {r.config["dataset"] for r in failed} == {"fashion-mnist"}
     assert all("DataError" in r.error and "fashion-mnist" in r.error for r in failed)

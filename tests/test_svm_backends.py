@@ -16,7 +16,7 @@ from perfstudy.svm_backends import (
     make_estimator,
     resolve,
 )
-from perfstudy.svm_parallel import fit_many, threads_per_worker
+from perfstudy.svm_parallel import threads_per_worker
 
 
 def _features(x):
@@ -81,37 +81,3 @@ def test_threads_per_worker():
     assert threads_per_worker(16, n_cpus=8) == 1
     with pytest.raises(ValueError):
         threads_per_worker(0)
-
-
-def tiny_fit(cfg: SVMConfig) -> dict:
-    """A worker's job: load the config's data itself, fit, report (module-level: picklable)."""
-    import torch as _torch
-    from threadpoolctl import threadpool_info
-
-    from perfstudy.svm_backends import make_estimator as _make
-
-    ds = data.load(cfg.dataset)
-    tr = data.subset(ds.train, cfg.train_subset, seed=cfg.split_seed)
-    te = data.subset(ds.test, 200, seed=0)
-    est = _make(cfg).fit(_features(tr.x), tr.y)
-    return {
-        "pred": est.predict(_features(te.x)),
-        "n_support": est.n_support_,
-        "torch_threads": _torch.get_num_threads(),
-        "blas_threads": max(p["num_threads"] for p in threadpool_info()),
-    }
-
-
-@pytest.mark.slow
-def test_fit_many_in_a_pool_equals_sequential():
-    cfgs = [
-        SVMConfig(kernel="rbf", C=1.0, backend="torch", train_subset=300),
-        SVMConfig(kernel="poly", C=1.0, degree=2, backend="sklearn", train_subset=300),
-    ]
-    pooled = fit_many(tiny_fit, cfgs, max_workers=2, n_cpus=2)
-    sequential = [tiny_fit(c) for c in cfgs]
-    for p, s in zip(pooled, sequential, strict=True):
-        np.testing.assert_array_equal(p["pred"], s["pred"])
-        np.testing.assert_array_equal(p["n_support"], s["n_support"])
-        # 2 workers sharing 2 CPUs: one thread each in every pool
-        assert p["torch_threads"] == 1 and p["blas_threads"] == 1

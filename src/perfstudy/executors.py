@@ -9,6 +9,7 @@ records every outcome in the store; the runner (``perfstudy.runner``) picks the 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import multiprocessing as mp
 import os
 import traceback
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from perfstudy.execute import execute
 from perfstudy.progress import NullProgress
 from perfstudy.registry import Registry
 from perfstudy.store import Store
+from perfstudy.svm_parallel import limit_threads, threads_per_worker
 
 
 class Interrupted(BaseException):
@@ -171,17 +173,6 @@ def _count(out: Outcome, status: str, run) -> None:
         out.failures.append(f"{run.experiment} {run.config.key()}")
 
 
-def _worker_init(threads: int) -> None:
-    """Each worker gets its share of the cores, so N workers don't oversubscribe them."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    torch.set_num_threads(threads)
-    threadpool_limits(threads)
-
-
 def _pool_job(run, db_path: str, data_dir) -> str:
     store = Store(db_path)
     try:
@@ -198,10 +189,12 @@ class PoolExecutor:
     def execute(self, runs, store: Store, data_dir, progress=None) -> Outcome:
         progress = progress or NullProgress()
         out = Outcome()
-        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        threads = threads_per_worker(self.workers)
         bar = progress.add(f"runs · {self.workers} workers", total=len(runs))
-        with cf.ProcessPoolExecutor(self.workers, initializer=_worker_init,
-                                    initargs=(threads,)) as pool:
+        # spawn, not fork: forking a process that has started torch/OpenMP threads can deadlock
+        with cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
+                                    initializer=limit_threads,
+                                    initargs=(threads, self.workers)) as pool:
             futures = {pool.submit(_pool_job, r, store.path, data_dir): r for r in runs}
             try:
                 for fut in cf.as_completed(futures):

@@ -50,6 +50,7 @@ def device_name(device: torch.device | str) -> str:
 def collect(device: torch.device | str | None = None) -> dict:
     import sklearn
     import torchvision
+    from threadpoolctl import threadpool_info
 
     info = {
         "perfstudy": perfstudy.__version__,
@@ -64,6 +65,7 @@ def collect(device: torch.device | str | None = None) -> dict:
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "blas_threads": max((p["num_threads"] for p in threadpool_info()), default=None),
         "host": socket.gethostname(),
     }
     if device is not None:

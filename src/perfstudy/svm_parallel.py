@@ -1,4 +1,5 @@
-"""Several SVM fits at once on a many-core CPU, without oversubscribing threads.
+"""Several SVM fits at once on a many-core CPU, without oversubscribing threads: the thread
+limits the ``pool`` executor (``perfstudy.executors``) applies in each worker process.
 
 libsvm (backend ``sklearn``) uses one thread per fit, so on a many-core machine the Q1(b) grid
 goes fastest as one process per core. sklearnex, torch on CPU and the BLAS under numpy each
@@ -15,14 +16,7 @@ sequentially: one fit already fills the device.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
-from typing import TypeVar
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 def threads_per_worker(n_workers: int, n_cpus: int | None = None) -> int:
@@ -39,7 +33,7 @@ def threads_per_worker(n_workers: int, n_cpus: int | None = None) -> int:
 def limit_threads(n_threads: int, n_workers: int = 1) -> None:
     """Limit this process to ``n_threads`` threads in each thread pool, and to a 1/n_workers
     share of the memory the torch backend sizes its kernel matrix from. Call it once at the
-    start of a worker process (it is the pool's initializer)."""
+    start of a worker process (it is the pool executor's initializer)."""
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -56,28 +50,3 @@ def limit_threads(n_threads: int, n_workers: int = 1) -> None:
     except ImportError:
         pass
 
-
-def fit_many(
-    fn: Callable[[T], R],
-    items: Iterable[T],
-    max_workers: int,
-    n_cpus: int | None = None,
-) -> list[R]:
-    """``[fn(item) for item in items]`` over a pool of ``max_workers`` processes, each limited
-    by :func:`limit_threads`; results in the order of ``items``.
-
-    ``fn`` must be importable by name (a module-level function) since workers are started with
-    'spawn' (forking a process that has started torch or OpenMP threads can deadlock), and
-    should load its own data from the item (e.g. an ``SVMConfig``) rather than receive arrays,
-    which would be pickled to every worker. ``max_workers=1`` runs in this process, unlimited.
-    """
-    items = list(items)
-    if max_workers <= 1 or len(items) <= 1:
-        return [fn(item) for item in items]
-    n_workers = min(max_workers, len(items))
-    threads = threads_per_worker(n_workers, n_cpus)
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        n_workers, mp_context=ctx, initializer=limit_threads, initargs=(threads, n_workers)
-    ) as pool:
-        return list(pool.map(fn, items))
