@@ -456,7 +456,8 @@ class FusedGroup:
                 warm_up(partial_step, 1, self.device)
             if graph:
                 self.data.rewind()
-                self.graph = capture(self._step, self.device)
+                # captured on the group's own stream: its own cuBLAS workspace (graphed.capture)
+                self.graph = capture(self._step, self.device, stream=self.stream)
         snapshot.restore()
         self.optimizer.reset()
         self.data.rewind()

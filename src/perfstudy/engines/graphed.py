@@ -84,11 +84,21 @@ def warm_up(step: Callable[[], object], steps: int, device: torch.device) -> Non
     torch.cuda.current_stream(device).wait_stream(side)
 
 
-def capture(step: Callable[[], object], device: torch.device, pool=None) -> torch.cuda.CUDAGraph:
+def capture(
+    step: Callable[[], object], device: torch.device, pool=None, stream=None
+) -> torch.cuda.CUDAGraph:
     """Record one call of ``step`` into a CUDA graph. Nothing runs during capture: the graph
-    only executes on ``replay()``, so capture itself changes no tensor."""
+    only executes on ``replay()``, so capture itself changes no tensor.
+
+    ``stream``: the stream to capture on. Graphs that will replay *concurrently* (on different
+    streams) must each be captured on a stream of their own: PyTorch keys cuBLAS workspaces by
+    (handle, stream), and every graph captured on one stream bakes in the same workspace
+    address (pytorch/pytorch#193402), whatever its memory pool. Captured on torch's one default
+    capture stream, concurrent replays of two graphs race on one workspace: split-K matrix
+    products (ResNet-50's 2048-wide classifier) then read each other's partial sums, and
+    training silently diverged in packs of ResNet-50s."""
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.device(device), torch.cuda.graph(graph, pool=pool):
+    with torch.cuda.device(device), torch.cuda.graph(graph, pool=pool, stream=stream):
         step()
     return graph
 
