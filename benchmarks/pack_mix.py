@@ -43,7 +43,7 @@ def main() -> None:
     from perfstudy.packing import POINTWISE, fused_group_size
     from perfstudy.timing import Timer
 
-    device = torch.device(os.environ.get("PACK_MIX_DEVICE", "cuda"))
+    device = torch.device(os.environ.get("PACK_MIX_DEVICE", "cuda"))  # cpu: a smoke test
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("no CUDA device")
     ds = load("fashion-mnist")
