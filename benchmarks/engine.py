@@ -464,6 +464,7 @@ def cpu_tables(args) -> None:
         "resident, fp32, channels_last": dict(precision="fp32", channels_last=True),
         "resident, bf16 autocast": dict(precision="bf16", channels_last=False),
         "resident, bf16 autocast, channels_last": dict(precision="bf16", channels_last=True),
+        "the cpu engine (the above + fused Adam)": dict(engine="cpu"),
     }
     rows = []
     for model in args.cpu_models:
@@ -475,10 +476,10 @@ def cpu_tables(args) -> None:
             torch.manual_seed(0)
             net = build_model(model, "native", num_classes=10)
             opt = make_optimizer(net.parameters(), cfg)
-            if kw.pop("engine", None) == "plain":
-                s = ENGINES.get("plain")(
-                    cfg, net, opt, x, y, ds.mean, ds.std, device, NullProgress()
-                )
+            engine = kw.pop("engine", None)
+            if engine:
+                prepare = ENGINES.get(engine)
+                s = prepare(cfg, net, opt, x, y, ds.mean, ds.std, device, NullProgress())
             else:
                 s = build(cfg, net, opt, x, y, ds.mean, ds.std, device, mode="eager", **kw)
             runners[name] = s.runner

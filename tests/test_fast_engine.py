@@ -161,3 +161,33 @@ def test_fast_engine_learns_as_the_plain_one():
         assert f.train_loss == pytest.approx(p.train_loss, rel=0.5, abs=0.05)
     assert fast.curve[-1].train_loss < fast.curve[0].train_loss
     assert fast.setup_ms > 0 and fast.images_per_s > 0
+
+
+def test_cpu_engine_switches_adam_to_the_fused_kernel_with_the_same_updates():
+    from perfstudy.engines.cpu import use_fused_kernel
+
+    cfg = DLConfig(dataset="mnist", model="resnet32", optimizer="adam", lr=1e-2, device="cpu")
+    torch.manual_seed(0)
+    ref_net = torch.nn.Linear(20, 5)
+    net = torch.nn.Linear(20, 5)
+    net.load_state_dict(ref_net.state_dict())
+    w0 = ref_net.weight.detach().clone()
+    ref, fused = make_optimizer(ref_net.parameters(), cfg), make_optimizer(net.parameters(), cfg)
+    assert use_fused_kernel(fused) == "torch.optim.Adam (fused)"
+    assert fused.param_groups[0]["fused"] and not ref.param_groups[0].get("fused")
+    x, y = torch.randn(64, 20), torch.randint(0, 5, (64,))
+    for _ in range(5):
+        for n, o in ((ref_net, ref), (net, fused)):
+            o.zero_grad()
+            torch.nn.functional.cross_entropy(n(x), y).backward()
+            o.step()
+    moved = (net.weight - ref_net.weight).abs().max()
+    assert (net.weight - w0).abs().max() > 1e-2  # 5 Adam steps of lr 1e-2 moved the weights
+    assert moved < 1e-6  # ...by the same updates
+
+    sgd = make_optimizer(
+        torch.nn.Linear(2, 2).parameters(),
+        DLConfig(dataset="mnist", model="resnet32", optimizer="sgd", device="cpu"),
+    )
+    assert use_fused_kernel(sgd) == "torch.optim.SGD (default)"
+    assert not sgd.param_groups[0].get("fused")
