@@ -150,21 +150,9 @@ def pack_epoch(groups) -> None:
         g.finish_epoch()
 
 
-def bench_pack(
-    model: str,
-    batch: int,
-    steps: int,
-    device,
-    trials: int,
-    streams: int | None,
-    precision: str = "bf16",
-    channels_last: bool = True,
-    pointwise: str = POINTWISE,
-) -> dict:
-    """``trials`` runs (Adam and SGD alternating, own seeds and learning rates) in ``streams``
-    fused groups (None: as ``packing.train_pack`` groups them); aggregate img/s."""
-    ds, x, y = images(batch, steps)
-    src = Source(x, y, ds.mean, ds.std)
+def pack_trials(model: str, batch: int, trials: int, device) -> tuple[list[DLConfig], list]:
+    """``trials`` runs of a grid's pack: Adam and SGD alternating, lr 1e-3 and 1e-4, own seeds
+    (and initial weights from them, as ``train_dl`` makes them)."""
     cfgs = [
         _cfg(
             model,
@@ -180,24 +168,49 @@ def bench_pack(
     for c in cfgs:
         torch.manual_seed(c.seed)
         models.append(build_model(model, "native", num_classes=10).to(device))
-    reset_peak(device)
+    return cfgs, models
+
+
+def fused_groups(cfgs, models, src: Source, device, streams=None, **group_kw) -> list:
+    """The trials in ``streams`` fused groups (None: as ``packing.train_pack`` groups them)."""
     if streams is None:
-        streams = math.ceil(trials / fused_group_size(cfgs[0]))
-    members = [list(range(trials))[k::streams] for k in range(streams)]
+        streams = math.ceil(len(cfgs) / fused_group_size(cfgs[0]))
+    members = [list(range(len(cfgs)))[k::streams] for k in range(streams)]
+    return [
+        FusedGroup([cfgs[t] for t in m], [models[t] for t in m], [src] * len(m), device, **group_kw)
+        for m in members
+    ]
+
+
+def bench_pack(
+    model: str,
+    batch: int,
+    steps: int,
+    device,
+    trials: int,
+    streams: int | None,
+    precision: str = "bf16",
+    channels_last: bool = True,
+    pointwise: str = POINTWISE,
+) -> dict:
+    """A pack of ``trials`` runs (``pack_trials``, ``fused_groups``); aggregate img/s."""
+    ds, x, y = images(batch, steps)
+    src = Source(x, y, ds.mean, ds.std)
+    cfgs, models = pack_trials(model, batch, trials, device)
+    reset_peak(device)
     with Timer(device) as setup:
-        groups = [
-            FusedGroup(
-                [cfgs[t] for t in m],
-                [models[t] for t in m],
-                [src] * len(m),
-                device,
-                precision=precision,
-                channels_last=channels_last,
-                pointwise=pointwise,
-            )
-            for m in members
-        ]
+        groups = fused_groups(
+            cfgs,
+            models,
+            src,
+            device,
+            streams,
+            precision=precision,
+            channels_last=channels_last,
+            pointwise=pointwise,
+        )
     del models
+    streams = len(groups)
     pack_epoch(groups)
     with Timer(device) as t:
         pack_epoch(groups)

@@ -32,15 +32,13 @@ def main() -> None:
         os.environ["CUDA_DEVICE_MAX_CONNECTIONS"] = str(args.connections)
 
     import torch
+    from engine import fused_groups, pack_trials  # benchmarks/engine.py, beside this file
 
-    from perfstudy.config import DLConfig
     from perfstudy.data import load
     from perfstudy.devices import peak_mb, reset_peak
-    from perfstudy.engines.fused import FusedGroup
     from perfstudy.engines.resident import Source
     from perfstudy.flops import count
-    from perfstudy.models import build_model
-    from perfstudy.packing import POINTWISE, fused_group_size
+    from perfstudy.packing import POINTWISE
     from perfstudy.timing import Timer
 
     device = torch.device(os.environ.get("PACK_MIX_DEVICE", "cuda"))  # cpu: a smoke test
@@ -55,34 +53,8 @@ def main() -> None:
         model, batch, trials = spec.split(":")
         batch, trials = int(batch), int(trials)
         src = Source(ds.train.x[:n_img], ds.train.y[:n_img], ds.mean, ds.std)
-        cfgs = [
-            DLConfig(
-                dataset="fashion-mnist",
-                model=model,
-                batch_size=batch,
-                optimizer=("adam", "sgd")[t % 2],
-                lr=(1e-3, 1e-4)[(t // 2) % 2],
-                seed=t,
-                device="cuda",
-            )
-            for t in range(trials)
-        ]
-        models = []
-        for c in cfgs:
-            torch.manual_seed(c.seed)
-            models.append(build_model(model, "native", num_classes=10).to(device))
-        streams = math.ceil(trials / fused_group_size(cfgs[0]))
-        for k in range(streams):
-            m = list(range(trials))[k::streams]
-            groups.append(
-                FusedGroup(
-                    [cfgs[t] for t in m],
-                    [models[t] for t in m],
-                    [src] * len(m),
-                    device,
-                    pointwise=POINTWISE,
-                )
-            )
+        cfgs, models = pack_trials(model, batch, trials, device)
+        groups += fused_groups(cfgs, models, src, device, pointwise=POINTWISE)
         flop += trials * n_img * count(model, "native").train_flops
     setup_s = time.perf_counter() - t0
     trials_total = sum(len(g.cfgs) for g in groups)
