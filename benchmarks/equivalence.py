@@ -16,6 +16,7 @@ import math
 import statistics
 from collections import defaultdict
 
+from perfstudy.errors import UsageError
 from perfstudy.store import Store
 
 IGNORED = {"engine", "seed", "pin_memory", "num_workers"}
@@ -43,7 +44,11 @@ def main() -> None:
     args = p.parse_args()
     cells: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     names: dict[tuple, str] = {}
-    for row in Store(args.db, create=False).rows(args.study, status="done"):
+    try:
+        store = Store(args.db, create=False)
+    except UsageError as e:
+        raise SystemExit(f"equivalence: {e}") from None
+    for row in store.rows(args.study, status="done"):
         cfg = row.config
         cell = tuple(sorted((k, str(v)) for k, v in cfg.items() if k not in IGNORED))
         names[cell] = cell_name(cfg)
