@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import sys
 from collections import defaultdict
 
 from perfstudy.errors import UsageError
@@ -47,7 +48,8 @@ def main() -> None:
     try:
         store = Store(args.db, create=False)
     except UsageError as e:
-        raise SystemExit(f"equivalence: {e}") from None
+        print(f"equivalence: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     for row in store.rows(args.study, status="done"):
         cfg = row.config
         cell = tuple(sorted((k, str(v)) for k, v in cfg.items() if k not in IGNORED))
