@@ -192,6 +192,8 @@ def bench_pack(
     precision: str = "bf16",
     channels_last: bool = True,
     pointwise: str = POINTWISE,
+    compile: bool = False,
+    layout: str = "channels",
 ) -> dict:
     """A pack of ``trials`` runs (``pack_trials``, ``fused_groups``); aggregate img/s."""
     ds, x, y = images(batch, steps)
@@ -208,6 +210,8 @@ def bench_pack(
             precision=precision,
             channels_last=channels_last,
             pointwise=pointwise,
+            compile=compile,
+            layout=layout,
         )
     del models
     streams = len(groups)
@@ -330,11 +334,12 @@ def packing_table(args, device) -> None:
     emit("## Packing variants (aggregate img/s over all trials)")
     emit()
     rows = []
-    for model, batch, n, streams, pointwise, layout in args.pack_cases:
+    for model, batch, n, streams, pointwise, layout, opts in args.pack_cases:
         tf = train_flops(model)
         steps = max(20, args.steps * 16 // batch)
+        comp, fusion = "compile" in opts, "batch" if "batch" in opts else "channels"
         v = guarded(
-            f"pack {n} streams {streams} {pointwise} {layout}",
+            f"pack {n} streams {streams} {pointwise} {layout} {fusion} compile={comp}",
             bench_pack,
             model,
             batch,
@@ -344,6 +349,8 @@ def packing_table(args, device) -> None:
             streams,
             channels_last=layout == "nhwc",
             pointwise=pointwise,
+            compile=comp,
+            layout=fusion,
         )
         rows.append(
             [
@@ -352,8 +359,10 @@ def packing_table(args, device) -> None:
                 n,
                 streams,
                 n // streams,
+                fusion,
                 pointwise,
                 layout.upper(),
+                "torch.compile" if comp else "eager",
                 fmt(v and v["img_s"]),
                 fmt(v and v["per_run"]),
                 fmt(v and v["img_s"] * tf / 1e12, 1),
@@ -368,8 +377,10 @@ def packing_table(args, device) -> None:
             "trials",
             "streams",
             "trials per fused group",
+            "trials stacked along",
             "1x1 convs",
             "layout",
+            "step code",
             "img/s (all)",
             "img/s per run",
             "TFLOP/s",
@@ -559,7 +570,8 @@ def main() -> None:
         "--pack-cases",
         default="",
         help="packing variants, comma-separated "
-        "model:batch:trials:streams:pointwise(conv|bmm):layout(nhwc|nchw)",
+        "model:batch:trials:streams:pointwise(conv|bmm):layout(nhwc|nchw)[:options], options "
+        "'+'-separated: compile (torch.compile), batch (trials stacked along the batch)",
     )
     p.add_argument("--grid", action="store_true", help="estimate the Q1(a) grid's wall time")
     p.add_argument("--compile", action="store_true", help="also torch.compile modes")
@@ -586,8 +598,8 @@ def main() -> None:
     args.compile_batches = [int(b) for b in args.compile_batches.split(",")]
     args.cpu_models = args.cpu_models.split(",")
     args.pack_cases = [
-        (m, int(b), int(n), int(st), pw, lay)
-        for m, b, n, st, pw, lay in (c.split(":") for c in args.pack_cases.split(",") if c)
+        (m, int(b), int(n), int(st), pw, lay, set("+".join(rest).split("+")))
+        for m, b, n, st, pw, lay, *rest in (c.split(":") for c in args.pack_cases.split(",") if c)
     ]
 
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")

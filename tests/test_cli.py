@@ -9,6 +9,8 @@ import pytest
 
 from perfstudy.cli import main
 
+QUICK = __import__("pathlib").Path(__file__).parents[1] / "studies" / "quick.yaml"
+
 
 def run_cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "perfstudy", *args], capture_output=True,
@@ -31,6 +33,8 @@ def run_cli(*args, env=None):
         (["flops", "--model", "resnet18", "--input", "3x224"], "3x224"),
         (["run", "no-such-study.yaml"], "no-such-study.yaml: no such study file"),
         (["status", "--db", "/nonexistent/x.db"], "no results store here"),
+        (["run", str(QUICK), "--executor", "pool", "--compile"],
+         "--compile works with the local executor"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, message, capsys):

@@ -13,7 +13,13 @@ import torch
 
 from perfstudy.config import DLConfig
 from perfstudy.engines.fast import build
-from perfstudy.engines.fused import FusedGroup, FusedOptimizer, FusedTrials
+from perfstudy.engines.fused import (
+    FusedGroup,
+    FusedOptimizer,
+    FusedTrials,
+    same_layout,
+    trial_losses,
+)
 from perfstudy.engines.resident import Source
 from perfstudy.models import build_model
 from perfstudy.optimizers import make_optimizer
@@ -46,8 +52,8 @@ def _model(cfg: DLConfig, dtype=torch.float64, device=CPU):
 
 def _max_rel(a: dict, b: dict) -> float:
     return max(
-        float((a[k].detach().double() - b[k].double()).abs().max()
-              / (b[k].double().abs().max() + 1e-30))
+        float((a[k].detach().double() - b[k].detach().double()).abs().max()
+              / (b[k].detach().double().abs().max() + 1e-30))
         for k in b
     )
 
@@ -123,13 +129,21 @@ def test_fused_optimizer_is_torch_optim_per_trial():
             assert torch.allclose(s[t], p.detach(), rtol=1e-12, atol=1e-14)
 
 
-def test_fused_model_is_the_models_side_by_side():
-    cfgs = [_cfg(seed=1), _cfg(seed=2)]
+@pytest.mark.parametrize(("model", "layout", "channels_last"), [
+    ("resnet32", "channels", False), ("resnet32", "batch", False), ("resnet32", "batch", True),
+    ("resnet18", "batch", True), ("resnet50", "batch", True)])
+def test_fused_model_is_the_models_side_by_side(model, layout, channels_last):
+    # resnet32: zero-padding shortcuts; resnet18: 1x1 stride-2 shortcuts; resnet50: bottlenecks
+    cfgs = [_cfg(model=model, seed=1), _cfg(model=model, seed=2), _cfg(model=model, seed=3)]
     models = [_model(c) for c in cfgs]
-    fused = FusedTrials(copy.deepcopy(models), precision="fp64", channels_last=False)
+    if channels_last:
+        for m in models:
+            m.to(memory_format=torch.channels_last)
+    fused = FusedTrials(copy.deepcopy(models), precision="fp64", channels_last=channels_last,
+                        layout=layout)
     torch.manual_seed(0)
-    x = torch.randn(2, 4, 1, 28, 28, dtype=torch.float64)
-    y = torch.randint(0, 10, (2, 4))
+    x = torch.randn(3, 4, 1, 28, 28, dtype=torch.float64)
+    y = torch.randint(0, 10, (3, 4))
     losses = fused.losses(x, y)
     grads = torch.autograd.grad(losses.sum(), fused.params)
     for t, m in enumerate(models):
@@ -139,6 +153,41 @@ def test_fused_model_is_the_models_side_by_side():
         assert _max_rel({n: g[t] for n, g in zip(fused.names, grads, strict=True)}, ref) < 1e-9
         # BatchNorm running statistics are updated per trial, in the stacked buffers
         assert _max_rel(fused.trial_tensors(t), m.state_dict()) < 1e-9
+
+
+def test_gradients_reach_the_optimizer_in_the_parameters_layout():
+    # the foreach kernels' fast path needs equal strides; values must not change on the way
+    params = [torch.randn(2, 8, 4, 3, 3).permute(0, 1, 3, 4, 2).contiguous()
+              .permute(0, 1, 4, 2, 3), torch.randn(2, 5)]
+    grads = [torch.randn(2, 8, 4, 3, 3), torch.randn(2, 5)]
+    out = same_layout(grads, params)
+    assert [g.stride() for g in out] == [p.stride() for p in params]
+    assert grads[0].stride() != params[0].stride() and torch.equal(out[0], grads[0])
+    assert out[1] is grads[1]  # already matching: no copy
+
+
+def test_compiled_fused_group_trains_as_the_eager_one():
+    # torch.compile (Inductor's CPU code here) of the fused forward and loss: the same training,
+    # in float64 to rounding; the partial batch (20 % 8 = 4 images) stays eager
+    cfgs = [_cfg(optimizer="adam", lr=1e-3, seed=1),
+            _cfg(dataset="fashion-mnist", optimizer="sgd", lr=1e-2, seed=2)]
+    sources = []
+    for c in cfgs:
+        ds, train, _val, _test = prepare_data(c)
+        sources.append(Source(train.x, train.y, ds.mean, ds.std))
+    out = []
+    for compile in (False, True):
+        group = FusedGroup(cfgs, [_model(c) for c in cfgs], sources, CPU, precision="fp64",
+                           channels_last=True, graph=False, compile=compile)
+        group.start_epoch()
+        for _ in range(group.data.full_steps):
+            group.step()
+        group.finish_epoch()
+        out.append((group.epoch_losses(), [group.model.trial_tensors(t) for t in (0, 1)]))
+    assert group.model.forward is not trial_losses  # the compiled function ran
+    assert out[1][0] == pytest.approx(out[0][0], rel=1e-6)
+    for t in (0, 1):
+        assert _max_rel(out[1][1][t], out[0][1][t]) < 1e-9
 
 
 def test_pointwise_convolutions_as_batched_matmuls_compute_the_same():
@@ -159,7 +208,8 @@ def test_pointwise_convolutions_as_batched_matmuls_compute_the_same():
     assert _max_rel(out[1][1], out[0][1]) < 1e-9
 
 
-def test_fused_group_trains_each_trial_as_the_fast_engine_alone():
+@pytest.mark.parametrize("layout", ["channels", "batch"])
+def test_fused_group_trains_each_trial_as_the_fast_engine_alone(layout):
     # one Adam trial on MNIST and one SGD trial on Fashion-MNIST in one fused group; 20 images
     # at batch 8: two full steps and a partial batch of 4
     cfgs = [_cfg(optimizer="adam", lr=1e-3, seed=1),
@@ -169,7 +219,7 @@ def test_fused_group_trains_each_trial_as_the_fast_engine_alone():
         ds, train, _val, _test = prepare_data(c)
         sources.append(Source(train.x, train.y, ds.mean, ds.std))
     group = FusedGroup(cfgs, [_model(c) for c in cfgs], sources, CPU, precision="fp64",
-                       channels_last=False, graph=False)
+                       channels_last=False, graph=False, layout=layout)
     group.start_epoch()
     for _ in range(group.data.full_steps):
         group.step()
@@ -223,8 +273,10 @@ def test_runs_that_cannot_pack_train_alone():
 
 @cuda
 @pytest.mark.usefixtures("deterministic_kernels")
-@pytest.mark.parametrize("pointwise", ["conv", "bmm"])
-def test_graphed_fused_group_matches_the_fast_engine_alone(pointwise):
+@pytest.mark.parametrize(("pointwise", "layout", "compile"), [
+    ("conv", "channels", False), ("bmm", "channels", False), ("bmm", "channels", True),
+    ("bmm", "batch", False)])
+def test_graphed_fused_group_matches_the_fast_engine_alone(pointwise, layout, compile):
     # SGD trials, compared to rounding. (Adam is left to the CPU test: on the GPU a grouped
     # and a plain convolution give weights whose true gradient is 0 gradients of 1e-20 noise
     # of different signs, and Adam's m / sqrt(v) turns each into a full +-lr step.)
@@ -236,7 +288,8 @@ def test_graphed_fused_group_matches_the_fast_engine_alone(pointwise):
         ds, train, _val, _test = prepare_data(c)
         sources.append(Source(train.x, train.y, ds.mean, ds.std))
     group = FusedGroup(cfgs, [_model(c, device=dev) for c in cfgs], sources, dev,
-                       precision="fp64", channels_last=True, graph=True, pointwise=pointwise)
+                       precision="fp64", channels_last=True, graph=True, pointwise=pointwise,
+                       layout=layout, compile=compile)
     assert group.graph is not None
     losses = []
     for _epoch in range(2):

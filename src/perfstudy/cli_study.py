@@ -42,6 +42,10 @@ def add_commands(sub) -> None:
     p.add_argument("--pack", metavar="auto|N|off",
                    help="on a GPU, train up to N runs at once (auto: as many as fit); "
                    "default: each experiment's own 'pack:' setting")
+    p.add_argument("--compile", action="store_true",
+                   help="on a GPU, packed runs' forward and loss through torch.compile "
+                   "(Inductor): more throughput after a compilation per model and batch size "
+                   "(docs/performance.md has the figures)")
     p.add_argument("--data-dir", help="folder with the datasets' IDX files")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _db(p)
@@ -81,6 +85,10 @@ def cmd_run(args) -> int:
         if args.executor != "local":
             raise UsageError("--pack works with the local executor (one GPU, one process)")
         pack = {"pack": studies.parse_pack(args.pack, "--pack") or False}
+    if args.compile:
+        if args.executor != "local":
+            raise UsageError("--compile works with the local executor (packs train there)")
+        pack["compile"] = True
     store = Store(args.db)
     p = plan(study, runs, store, retry_failed=args.retry_failed)
     say = sys.stderr if not sys.stdout.isatty() else sys.stdout

@@ -75,7 +75,7 @@ def _run_claimed(run, store: Store, data_dir, progress) -> str:
     return "done"
 
 
-def run_pack(runs, store: Store, data_dir, progress) -> list[str]:
+def run_pack(runs, store: Store, data_dir, progress, compile: bool = False) -> list[str]:
     """Claim, train together on one GPU (``perfstudy.packing``) and record a pack of runs."""
     from perfstudy.packing import train_pack
 
@@ -86,7 +86,7 @@ def run_pack(runs, store: Store, data_dir, progress) -> list[str]:
     if len(claimed) <= 1:
         return [statuses[r.config.key()] for r in runs]
     try:
-        results = train_pack([r.config for r in claimed], data_dir, progress)
+        results = train_pack([r.config for r in claimed], data_dir, progress, compile=compile)
     except (KeyboardInterrupt, Interrupted):
         for r in claimed:
             store.fail(r.config.key(), "interrupted by the user (Ctrl-C or SIGTERM)",
@@ -144,8 +144,10 @@ def units(runs, pack=None) -> list[list]:
 class LocalExecutor:
     """One run (or, on a GPU, one pack of runs) at a time, in this process."""
 
-    def __init__(self, workers: int | None = 1, pack: int | str | None = None):
-        self.pack = pack
+    def __init__(
+        self, workers: int | None = 1, pack: int | str | None = None, compile: bool = False
+    ):
+        self.pack, self.compile = pack, compile
 
     def execute(self, runs, store: Store, data_dir, progress=None) -> Outcome:
         progress = progress or NullProgress()
@@ -157,7 +159,7 @@ class LocalExecutor:
             if len(unit) == 1:
                 statuses = [run_one(unit[0], store, data_dir, progress)]
             else:
-                statuses = run_pack(unit, store, data_dir, progress)
+                statuses = run_pack(unit, store, data_dir, progress, self.compile)
             for run, status in zip(unit, statuses, strict=True):
                 _count(out, status, run)
             progress.advance(bar, len(unit))

@@ -189,13 +189,17 @@ def train_pack(
     channels_last: bool = True,
     graph: bool | None = None,
     pointwise: str = POINTWISE,
+    compile: bool = False,
+    layout: str = "channels",
 ) -> list[RunResult]:
     """Train ``cfgs`` as one pack, no questions asked (``train_packed`` decides what may pack).
 
     ``streams`` splits the pack into that many fused groups, each replayed on its own CUDA
     stream (1: every trial in one fused model; ``len(cfgs)``: one graph per run); by default
     groups of :func:`fused_group_size`. ``device`` defaults to CUDA; CPU (eager, no graph) is
-    for tests. ``precision`` fp32/fp64 is for tests too.
+    for tests. ``precision`` fp32/fp64 is for tests too. ``compile``: each group's forward and
+    loss through ``torch.compile`` (``engines.fused.compiled_trial_losses``); ``layout``: how
+    trials are stacked (``engines.fused.LAYOUTS``).
     """
     progress = progress or NullProgress()
     cfgs = list(cfgs)
@@ -241,6 +245,8 @@ def train_pack(
                 channels_last=channels_last,
                 graph=graph,
                 pointwise=pointwise,
+                compile=compile,
+                layout=layout,
             )
             for m in members
         ]
@@ -300,7 +306,11 @@ def train_pack(
         "weights": "fp32" if precision != "fp64" else "fp64",
         "channels_last": channels_last,
         "graph": groups[0].graph is not None,
-        "packing": "fused model (grouped convolutions, one BatchNorm over all trials)",
+        "packing": {
+            "channels": "fused model (grouped convolutions, one BatchNorm over all trials)",
+            "batch": "fused model (trials stacked along the batch, per-trial convolutions)",
+        }[layout],
+        "compiled": "torch.compile (Inductor) forward and loss" if compile else False,
         "pointwise_convs": {"bmm": "batched matmul", "conv": "grouped convolution"}[pointwise],
         "pack_size": n,
         "pack_streams": len(groups),

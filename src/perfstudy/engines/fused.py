@@ -37,11 +37,13 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Sequence
+from functools import cache
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from perfstudy.engines import fused_batch
 from perfstudy.engines.graphed import StateSnapshot, capture, cudnn_benchmark, warm_up
 from perfstudy.engines.resident import ResidentBatches, Source
 from perfstudy.models import PadShortcut, ResizeInput
@@ -192,48 +194,96 @@ class FusedResizeInput(nn.Module):
 
 
 POINTWISE = ("conv", "bmm")
+# channels: HFTA's layout, (B, T*C, H, W), grouped convolutions; batch: (T*B, C, H, W),
+# engines.fused_batch (per-image layers unchanged, per-trial dense convolutions)
+LAYOUTS = ("channels", "batch")
+PER_IMAGE = (*CHANNELWISE, PadShortcut, ResizeInput)  # per-trial as they are in the batch layout
 
 
-def _fuse_leaf(mods: Sequence[nn.Module], channels_last: bool, pointwise: str) -> nn.Module | None:
-    """The fused version of one leaf layer across trials; None: channel-wise, kept as is."""
+def _fuse_leaf(
+    mods: Sequence[nn.Module], channels_last: bool, pointwise: str, layout: str
+) -> nn.Module | None:
+    """The fused version of one leaf layer across trials; None: kept as is (it is channel-wise,
+    or per-image in the batch layout)."""
     m = mods[0]
-    if type(m) is nn.Conv2d:
-        return FusedConv2d(mods, channels_last, pointwise)
-    if type(m) is nn.BatchNorm2d:
-        return FusedBatchNorm2d(mods)
-    if type(m) is nn.Linear:
-        return FusedLinear(mods)
-    if type(m) is PadShortcut:
-        return FusedPadShortcut(m, len(mods))
-    if type(m) is ResizeInput:
-        return FusedResizeInput(m, len(mods))
-    if isinstance(m, CHANNELWISE):
+    if layout == "batch":
+        if isinstance(m, PER_IMAGE):
+            return None
+        new = fused_batch.fuse_leaf(mods, channels_last)
+    elif isinstance(m, CHANNELWISE):
         return None
-    raise ValueError(f"cannot fuse a {type(m).__name__} layer (no fused version)")
+    elif type(m) is nn.Conv2d:
+        new = FusedConv2d(mods, channels_last, pointwise)
+    elif type(m) is nn.BatchNorm2d:
+        new = FusedBatchNorm2d(mods)
+    elif type(m) is nn.Linear:
+        new = FusedLinear(mods)
+    elif type(m) is PadShortcut:
+        new = FusedPadShortcut(m, len(mods))
+    elif type(m) is ResizeInput:
+        new = FusedResizeInput(m, len(mods))
+    else:
+        new = None
+    if new is None:
+        raise ValueError(f"cannot fuse a {type(m).__name__} layer (no fused version)")
+    return new
 
 
 def fuse_models(
-    models: Sequence[nn.Module], channels_last: bool = True, pointwise: str = "conv"
+    models: Sequence[nn.Module],
+    channels_last: bool = True,
+    pointwise: str = "conv",
+    layout: str = "channels",
 ) -> nn.Module:
-    """One module that computes all ``models`` (same architecture) at once: input
-    (B, T*C, H, W), output (B, T*classes); parameters and buffers stacked (T, ...) under the
-    models' own names."""
+    """One module that computes all ``models`` (same architecture) at once; parameters and
+    buffers stacked (T, ...) under the models' own names. ``layout`` channels: input
+    (B, T*C, H, W), output (B, T*classes); batch: input (T*B, C, H, W), output (T*B, classes)."""
     fused = copy.deepcopy(models[0])
     for name, mod in models[0].named_modules():
         if list(mod.children()):
             if next(mod.parameters(recurse=False), None) is not None:
                 raise ValueError(f"cannot fuse {name}: a container with its own parameters")
             continue
-        new = _fuse_leaf([m.get_submodule(name) for m in models], channels_last, pointwise)
+        mods = [m.get_submodule(name) for m in models]
+        new = _fuse_leaf(mods, channels_last, pointwise, layout)
         if new is not None:
             parent, _, child = name.rpartition(".")
             setattr(fused.get_submodule(parent) if parent else fused, child, new)
     return fused.train(models[0].training)
 
 
+def trial_losses(module: nn.Module, x: Tensor, y: Tensor, layout: str) -> Tensor:
+    """Mean cross-entropy per trial, shape (T,), of the fused ``module`` on ``x`` in its
+    ``layout`` and labels ``y`` (T, B)."""
+    t, b = y.shape
+    if layout == "batch":
+        loss = F.cross_entropy(module(x), y.reshape(-1), reduction="none")  # rows: (trial, image)
+        return loss.view(t, b).mean(1)
+    logits = module(x).reshape(b * t, -1)  # rows: (image, trial)
+    loss = F.cross_entropy(logits, y.t().reshape(-1), reduction="none")
+    return loss.view(b, t).mean(0)
+
+
+# Compiled graphs are cached per code object and guarded on the module's structure, not its
+# identity: every fused group of one architecture, trial count and batch shape shares one
+# compilation. A study meets several (models x batch sizes x partial batches): room for them.
+RECOMPILE_LIMIT = 64
+
+
+@cache
+def compiled_trial_losses():
+    """``trial_losses`` through ``torch.compile`` (Inductor: BatchNorm, ReLU, residual adds and
+    casts fused into a few kernels; convolutions stay cuDNN's), one static graph per shape."""
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
+    return torch.compile(trial_losses, dynamic=False)
+
+
 class FusedTrials:
     """The fused model of T same-architecture models, and the per-trial losses of a batch of
-    shape (T, B, C, H, W) under the engine's precision (bf16 autocast, fp32 or fp64)."""
+    shape (T, B, C, H, W) under the engine's precision (bf16 autocast, fp32 or fp64).
+    ``compile``: the forward and loss through ``torch.compile`` (:func:`compiled_trial_losses`)."""
 
     def __init__(
         self,
@@ -241,22 +291,33 @@ class FusedTrials:
         precision: str = "bf16",
         channels_last: bool = True,
         pointwise: str = "conv",
+        compile: bool = False,
+        layout: str = "channels",
     ):
         if precision not in FUSED_PRECISIONS:
             raise ValueError(f"precision must be one of {FUSED_PRECISIONS}, got {precision!r}")
         if pointwise not in POINTWISE:
             raise ValueError(f"pointwise must be one of {POINTWISE}, got {pointwise!r}")
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         self.trials, self.precision, self.channels_last = len(models), precision, channels_last
-        self.module = fuse_models(models, channels_last, pointwise)
+        self.layout = layout
+        self.forward = compiled_trial_losses() if compile else trial_losses
+        self.module = fuse_models(models, channels_last, pointwise, layout)
         named = list(self.module.named_parameters())
         self.names = [n for n, _ in named]
         self.params: list[Tensor] = [p for _, p in named]
         self.buffers: list[Tensor] = list(self.module.buffers())
 
-    def losses(self, x: Tensor, y: Tensor) -> Tensor:
-        """Mean cross-entropy per trial, shape (T,); ``x`` (T, B, C, H, W), ``y`` (T, B)."""
+    def losses(self, x: Tensor, y: Tensor, compiled: bool = True) -> Tensor:
+        """Mean cross-entropy per trial, shape (T,); ``x`` (T, B, C, H, W), ``y`` (T, B).
+        ``compiled=False``: eagerly even when compiled (the once-per-epoch partial batch, whose
+        shape would cost a compilation of its own)."""
         t, b = y.shape
-        x = x.transpose(0, 1).reshape(b, t * x.shape[2], *x.shape[3:])
+        if self.layout == "batch":
+            x = x.reshape(t * b, *x.shape[2:])
+        else:
+            x = x.transpose(0, 1).reshape(b, t * x.shape[2], *x.shape[3:])
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.precision == "fp64":
@@ -264,9 +325,8 @@ class FusedTrials:
         with torch.autocast(
             x.device.type, torch.bfloat16, enabled=self.precision == "bf16", cache_enabled=False
         ):
-            logits = self.module(x).reshape(b * t, -1)  # rows: (image, trial)
-            loss = F.cross_entropy(logits, y.t().reshape(-1), reduction="none")
-        return loss.view(b, t).mean(0)
+            forward = self.forward if compiled else trial_losses
+            return forward(self.module, x, y, self.layout)
 
     def trial_tensors(self, t: int) -> dict[str, Tensor]:
         """Trial ``t``'s parameters and buffers as views, keyed like the model's state_dict."""
@@ -277,6 +337,21 @@ class FusedTrials:
         """Copy trial ``t``'s weights and BatchNorm statistics into an ordinary model."""
         module.load_state_dict(self.trial_tensors(t))
         return module
+
+
+def same_layout(grads: Sequence[Tensor], params: Sequence[Tensor]) -> list[Tensor]:
+    """Each gradient in its parameter's memory layout (strides), copied where it differs.
+
+    ``torch.autograd.grad`` returns gradients in whatever layout the backward op produced (a
+    conv weight's, say, not the channels_last-stacked parameter's); ``.backward()`` would have
+    matched them to the parameter. ``torch._foreach_*`` takes its fast multi-tensor kernels
+    only when every tensor's strides match its partner's, and otherwise runs one generic kernel
+    per tensor per operation: measured on the H200, that slow path was the largest item of a
+    packed ResNet-50 step's kernel time. One copy per mismatched gradient is far cheaper."""
+    return [
+        g if g.stride() == p.stride() else torch.empty_like(p).copy_(g)
+        for g, p in zip(grads, params, strict=True)
+    ]
 
 
 class FusedOptimizer:
@@ -340,6 +415,7 @@ class FusedOptimizer:
 
     @torch.no_grad()
     def step(self, grads: Sequence[Tensor]) -> None:
+        grads = same_layout(grads, self.params)
         self.step_count += 1
         if self.adam:
             self._adam(grads)
@@ -404,6 +480,8 @@ class FusedGroup:
         graph: bool | None = None,
         warmup_steps: int = 3,
         pointwise: str = "conv",
+        compile: bool = False,
+        layout: str = "channels",
     ):
         self.cfgs, self.device = list(cfgs), torch.device(device)
         graph = self.device.type == "cuda" if graph is None else graph
@@ -415,7 +493,7 @@ class FusedGroup:
         if channels_last:
             for m in models:
                 m.to(memory_format=torch.channels_last)
-        self.model = FusedTrials(models, precision, channels_last, pointwise)
+        self.model = FusedTrials(models, precision, channels_last, pointwise, compile, layout)
         # an ordinary fp32 model to evaluate trials with, as the trainer evaluates its model
         self.template = copy.deepcopy(models[0]).float()
         self.optimizer = FusedOptimizer(self.model.params, cfgs)
@@ -433,7 +511,7 @@ class FusedGroup:
 
     def _step(self, size: int | None = None) -> None:
         x, y = self.data.next_batch(size)
-        losses = self.model.losses(x, y)
+        losses = self.model.losses(x, y, compiled=size is None)
         grads = torch.autograd.grad(losses.sum(), self.model.params)
         self.optimizer.step(grads)
         self.loss_sum += losses.detach() * y.shape[1]
