@@ -34,7 +34,9 @@ KINDS = (
     ("convolution", ("conv", "xmma", "implicit", "fprop", "dgrad", "wgrad", "cudnn")),
     ("matmul", ("gemm", "cutlass", "cublas", "sm90_", "splitk")),
     ("fused by Inductor (Triton)", ("triton",)),
-    ("copy / cast", ("copy", "cast", "to_dtype")),
+    ("copy / cast", ("direct_copy", "bfloat16_copy", "copy_kernel", "to_dtype")),
+    # TensorIterator's generic (non-vectorised) path: strided or mixed-dtype operands
+    ("elementwise, generic path", ("gpu_kernel_impl_nocast", "native::elementwise_kernel<")),
     ("reduction", ("reduce",)),
     ("elementwise", ("elementwise", "vectorized", "unrolled")),
 )

@@ -346,8 +346,9 @@ def same_layout(grads: Sequence[Tensor], params: Sequence[Tensor]) -> list[Tenso
     conv weight's, say, not the channels_last-stacked parameter's); ``.backward()`` would have
     matched them to the parameter. ``torch._foreach_*`` takes its fast multi-tensor kernels
     only when every tensor's strides match its partner's, and otherwise runs one generic kernel
-    per tensor per operation: measured on the H200, that slow path was the largest item of a
-    packed ResNet-50 step's kernel time. One copy per mismatched gradient is far cheaper."""
+    per tensor per operation (such kernels topped a profile of packed ResNet-50s stacked along
+    the batch: docs/results/engine-checks-h200/batch-layout.md). One copy per mismatched
+    gradient is cheaper than a slow path for every operation of the update."""
     return [
         g if g.stride() == p.stride() else torch.empty_like(p).copy_(g)
         for g, p in zip(grads, params, strict=True)
