@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from perfstudy.engines import fused_batch
 from perfstudy.engines.graphed import StateSnapshot, capture, cudnn_benchmark, warm_up
 from perfstudy.engines.resident import ResidentBatches, Source
+from perfstudy.engines.stacked import StackedBatchNorm2d, StackedConv2d, StackedLinear
 from perfstudy.models import PadShortcut, ResizeInput
 from perfstudy.optimizers import make_optimizer
 
@@ -56,43 +57,14 @@ FUSED_PRECISIONS = ("bf16", "fp32", "fp64")
 CHANNELWISE = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Identity)
 
 
-def _stack(tensors: Sequence[Tensor]) -> Tensor:
-    return torch.stack([t.detach() for t in tensors])
-
-
-def _channels_last_stack(t: Tensor) -> Tensor:
-    """A stacked conv weight (T, O, C, kh, kw) laid out so that every trial's slice, and the
-    (T*O, C, kh, kw) grouped weight made from it, is channels_last (a view, not a copy)."""
-    return t.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
-
-
-class FusedConv2d(nn.Module):
+class FusedConv2d(StackedConv2d):
     """T convolutions as one grouped convolution; 1x1 ones optionally as one batched matrix
     product (``pointwise="bmm"``), which cuBLAS runs faster than cuDNN's grouped 1x1 kernels
     on some shapes (docs/performance.md)."""
 
     def __init__(self, convs: Sequence[nn.Conv2d], channels_last: bool, pointwise: str = "conv"):
-        super().__init__()
-        c = convs[0]
-        if c.padding_mode != "zeros" or isinstance(c.padding, str):
-            raise ValueError(f"cannot fuse {c}: only zero padding given as numbers")
-        w = _stack([m.weight for m in convs])
-        self.weight = nn.Parameter(_channels_last_stack(w) if channels_last else w)
-        self.bias = nn.Parameter(_stack([m.bias for m in convs])) if c.bias is not None else None
-        self.stride, self.padding, self.dilation, self.groups = (
-            c.stride,
-            c.padding,
-            c.dilation,
-            c.groups,
-        )
-        self.bmm = (
-            pointwise == "bmm"
-            and len(convs) > 1
-            and c.kernel_size == (1, 1)
-            and c.groups == 1
-            and c.padding == (0, 0)
-            and c.stride[0] == c.stride[1]
-        )
+        super().__init__(convs, channels_last)
+        self.bmm = pointwise == "bmm" and len(convs) > 1 and self.is_pointwise
 
     def forward(self, x: Tensor) -> Tensor:
         if self.bmm:
@@ -112,27 +84,10 @@ class FusedConv2d(nn.Module):
         t, o, c = self.weight.shape[:3]
         b, _, h, w = x.shape
         xt = x.permute(0, 2, 3, 1).reshape(b * h * w, t, c).transpose(0, 1)  # (T, BHW, C)
-        wt = self.weight.reshape(t, o, c).transpose(1, 2)  # (T, C, O)
-        if self.bias is None:
-            y = torch.bmm(xt, wt)
-        else:
-            y = torch.baddbmm(self.bias.unsqueeze(1), xt, wt)
-        return y.transpose(0, 1).reshape(b, h, w, t * o).permute(0, 3, 1, 2)
+        return self.matmul(xt).transpose(0, 1).reshape(b, h, w, t * o).permute(0, 3, 1, 2)
 
 
-class FusedBatchNorm2d(nn.Module):
-    def __init__(self, bns: Sequence[nn.BatchNorm2d]):
-        super().__init__()
-        b = bns[0]
-        if not (b.affine and b.track_running_stats) or b.momentum is None:
-            raise ValueError(f"cannot fuse {b}: needs affine, running stats and a momentum")
-        self.weight = nn.Parameter(_stack([m.weight for m in bns]))
-        self.bias = nn.Parameter(_stack([m.bias for m in bns]))
-        self.register_buffer("running_mean", _stack([m.running_mean for m in bns]))
-        self.register_buffer("running_var", _stack([m.running_var for m in bns]))
-        self.register_buffer("num_batches_tracked", _stack([m.num_batches_tracked for m in bns]))
-        self.eps, self.momentum = b.eps, b.momentum
-
+class FusedBatchNorm2d(StackedBatchNorm2d):
     def forward(self, x: Tensor) -> Tensor:
         if self.training:
             self.num_batches_tracked.add_(1)
@@ -149,21 +104,11 @@ class FusedBatchNorm2d(nn.Module):
         )
 
 
-class FusedLinear(nn.Module):
-    def __init__(self, linears: Sequence[nn.Linear]):
-        super().__init__()
-        self.weight = nn.Parameter(_stack([m.weight for m in linears]))  # (T, out, in)
-        has_bias = linears[0].bias is not None
-        self.bias = nn.Parameter(_stack([m.bias for m in linears])) if has_bias else None
-
+class FusedLinear(StackedLinear):
     def forward(self, x: Tensor) -> Tensor:
         t, out, inp = self.weight.shape
         xt = x.reshape(x.shape[0], t, inp).transpose(0, 1)  # (T, B, in)
-        if self.bias is None:
-            y = torch.bmm(xt, self.weight.transpose(1, 2))
-        else:
-            y = torch.baddbmm(self.bias.unsqueeze(1), xt, self.weight.transpose(1, 2))
-        return y.transpose(0, 1).reshape(x.shape[0], t * out)
+        return self.batched(xt).transpose(0, 1).reshape(x.shape[0], t * out)
 
 
 class FusedPadShortcut(nn.Module):

@@ -15,8 +15,9 @@ convolutions) batches them but pays in cuDNN's slow grouped 3x3 convolutions. In
   convolution per trial on its contiguous slice (cuDNN's fast kernels), concatenated;
 * ``Linear`` -> one batched matrix product.
 
-Parameters and buffers are stacked (T, ...) under the layers' own names, as in the channel
-layout, so ``FusedTrials.trial_tensors`` and ``FusedOptimizer`` work on either.
+Parameters and buffers are stacked (T, ...) under the layers' own names (``engines.stacked``,
+shared with the channel layout), so ``FusedTrials.trial_tensors`` and ``FusedOptimizer`` work
+on either.
 """
 
 from __future__ import annotations
@@ -27,9 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-def _stack(tensors: Sequence[Tensor]) -> Tensor:
-    return torch.stack([t.detach() for t in tensors])
+from perfstudy.engines.stacked import StackedBatchNorm2d, StackedConv2d, StackedLinear
 
 
 def _trials_view(x: Tensor, t: int) -> Tensor:
@@ -37,32 +36,9 @@ def _trials_view(x: Tensor, t: int) -> Tensor:
     return x.view(t, x.shape[0] // t, *x.shape[1:])
 
 
-class BatchFusedConv2d(nn.Module):
-    def __init__(self, convs: Sequence[nn.Conv2d], channels_last: bool):
-        super().__init__()
-        c = convs[0]
-        if c.padding_mode != "zeros" or isinstance(c.padding, str):
-            raise ValueError(f"cannot fuse {c}: only zero padding given as numbers")
-        w = _stack([m.weight for m in convs])
-        if channels_last:  # each trial's (O, C, kh, kw) slice channels_last, as cuDNN wants it
-            w = w.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
-        self.weight = nn.Parameter(w)
-        self.bias = nn.Parameter(_stack([m.bias for m in convs])) if c.bias is not None else None
-        self.stride, self.padding, self.dilation, self.groups = (
-            c.stride,
-            c.padding,
-            c.dilation,
-            c.groups,
-        )
-        self.bmm = (
-            c.kernel_size == (1, 1)
-            and c.groups == 1
-            and c.padding == (0, 0)
-            and c.stride[0] == c.stride[1]
-        )
-
+class BatchFusedConv2d(StackedConv2d):
     def forward(self, x: Tensor) -> Tensor:
-        if self.bmm:
+        if self.is_pointwise:
             return self._pointwise(x)
         t = self.weight.shape[0]
         b = x.shape[0] // t
@@ -89,32 +65,15 @@ class BatchFusedConv2d(nn.Module):
         t, o, c = self.weight.shape[:3]
         tb, _, h, w = x.shape
         xt = x.permute(0, 2, 3, 1).reshape(t, (tb // t) * h * w, c)
-        wt = self.weight.reshape(t, o, c).transpose(1, 2)  # (T, C, O)
-        if self.bias is None:
-            y = torch.bmm(xt, wt)
-        else:
-            y = torch.baddbmm(self.bias.unsqueeze(1), xt, wt)
-        return y.view(tb, h, w, o).permute(0, 3, 1, 2)
+        return self.matmul(xt).view(tb, h, w, o).permute(0, 3, 1, 2)
 
 
-class BatchFusedBatchNorm2d(nn.Module):
+class BatchFusedBatchNorm2d(StackedBatchNorm2d):
     """Training-mode batch norm with each trial's own statistics over its own (B, H, W), as
     ``F.batch_norm`` computes them: biased variance to normalise, unbiased (n / (n - 1)) into
     the running variance, ``running = (1 - momentum) * running + momentum * batch``. The
     arithmetic runs in at least fp32 (bf16 inputs are promoted, as the native kernel does);
     the output has the input's dtype."""
-
-    def __init__(self, bns: Sequence[nn.BatchNorm2d]):
-        super().__init__()
-        b = bns[0]
-        if not (b.affine and b.track_running_stats) or b.momentum is None:
-            raise ValueError(f"cannot fuse {b}: needs affine, running stats and a momentum")
-        self.weight = nn.Parameter(_stack([m.weight for m in bns]))
-        self.bias = nn.Parameter(_stack([m.bias for m in bns]))
-        self.register_buffer("running_mean", _stack([m.running_mean for m in bns]))
-        self.register_buffer("running_var", _stack([m.running_var for m in bns]))
-        self.register_buffer("num_batches_tracked", _stack([m.num_batches_tracked for m in bns]))
-        self.eps, self.momentum = b.eps, b.momentum
 
     def forward(self, x: Tensor) -> Tensor:
         t, c = self.weight.shape
@@ -135,19 +94,9 @@ class BatchFusedBatchNorm2d(nn.Module):
         return y.to(x.dtype).view(x.shape)
 
 
-class BatchFusedLinear(nn.Module):
-    def __init__(self, linears: Sequence[nn.Linear]):
-        super().__init__()
-        self.weight = nn.Parameter(_stack([m.weight for m in linears]))  # (T, out, in)
-        has_bias = linears[0].bias is not None
-        self.bias = nn.Parameter(_stack([m.bias for m in linears])) if has_bias else None
-
+class BatchFusedLinear(StackedLinear):
     def forward(self, x: Tensor) -> Tensor:
-        t = self.weight.shape[0]
-        xt = _trials_view(x, t)  # (T, B, in)
-        wt = self.weight.transpose(1, 2)
-        y = torch.bmm(xt, wt) if self.bias is None else torch.baddbmm(self.bias[:, None], xt, wt)
-        return y.reshape(x.shape[0], -1)
+        return self.batched(_trials_view(x, self.weight.shape[0])).reshape(x.shape[0], -1)
 
 
 def fuse_leaf(mods: Sequence[nn.Module], channels_last: bool) -> nn.Module | None:
