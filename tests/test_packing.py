@@ -50,6 +50,24 @@ def _model(cfg: DLConfig, dtype=torch.float64, device=CPU):
     return build_model(cfg.model, cfg.variant, num_classes=10).to(device, dtype)
 
 
+def _sources(cfgs) -> list[Source]:
+    """Each config's training split, as a fused group reads it."""
+    out = []
+    for c in cfgs:
+        ds, train, _val, _test = prepare_data(c)
+        out.append(Source(train.x, train.y, ds.mean, ds.std))
+    return out
+
+
+def _epoch(group: FusedGroup) -> list[float]:
+    """One epoch of a fused group, as a pack runs it; each trial's mean training loss."""
+    group.start_epoch()
+    for _ in range(group.data.full_steps):
+        group.step()
+    group.finish_epoch()
+    return group.epoch_losses()
+
+
 def _max_rel(a: dict, b: dict) -> float:
     return max(
         float((a[k].detach().double() - b[k].detach().double()).abs().max()
@@ -171,19 +189,12 @@ def test_compiled_fused_group_trains_as_the_eager_one():
     # in float64 to rounding; the partial batch (20 % 8 = 4 images) stays eager
     cfgs = [_cfg(optimizer="adam", lr=1e-3, seed=1),
             _cfg(dataset="fashion-mnist", optimizer="sgd", lr=1e-2, seed=2)]
-    sources = []
-    for c in cfgs:
-        ds, train, _val, _test = prepare_data(c)
-        sources.append(Source(train.x, train.y, ds.mean, ds.std))
+    sources = _sources(cfgs)
     out = []
     for compile in (False, True):
         group = FusedGroup(cfgs, [_model(c) for c in cfgs], sources, CPU, precision="fp64",
                            channels_last=True, graph=False, compile=compile)
-        group.start_epoch()
-        for _ in range(group.data.full_steps):
-            group.step()
-        group.finish_epoch()
-        out.append((group.epoch_losses(), [group.model.trial_tensors(t) for t in (0, 1)]))
+        out.append((_epoch(group), [group.model.trial_tensors(t) for t in (0, 1)]))
     assert group.model.forward is not trial_losses  # the compiled function ran
     assert out[1][0] == pytest.approx(out[0][0], rel=1e-6)
     for t in (0, 1):
@@ -214,17 +225,10 @@ def test_fused_group_trains_each_trial_as_the_fast_engine_alone(layout):
     # at batch 8: two full steps and a partial batch of 4
     cfgs = [_cfg(optimizer="adam", lr=1e-3, seed=1),
             _cfg(dataset="fashion-mnist", optimizer="sgd", lr=1e-2, weight_decay=1e-3, seed=2)]
-    sources = []
-    for c in cfgs:
-        ds, train, _val, _test = prepare_data(c)
-        sources.append(Source(train.x, train.y, ds.mean, ds.std))
+    sources = _sources(cfgs)
     group = FusedGroup(cfgs, [_model(c) for c in cfgs], sources, CPU, precision="fp64",
                        channels_last=False, graph=False, layout=layout)
-    group.start_epoch()
-    for _ in range(group.data.full_steps):
-        group.step()
-    group.finish_epoch()
-    losses = group.epoch_losses()
+    losses = _epoch(group)
     for t, (c, s) in enumerate(zip(cfgs, sources, strict=True)):
         model = _model(c)
         setup = build(c, model, make_optimizer(model.parameters(), c), s.x, s.y, s.mean, s.std,
@@ -283,21 +287,12 @@ def test_graphed_fused_group_matches_the_fast_engine_alone(pointwise, layout, co
     cfgs = [_cfg(optimizer="sgd", lr=1e-2, seed=1), _cfg(optimizer="sgd", lr=3e-2, seed=2),
             _cfg(dataset="fashion-mnist", optimizer="sgd", lr=1e-2, weight_decay=1e-3, seed=3)]
     dev = torch.device("cuda")
-    sources = []
-    for c in cfgs:
-        ds, train, _val, _test = prepare_data(c)
-        sources.append(Source(train.x, train.y, ds.mean, ds.std))
+    sources = _sources(cfgs)
     group = FusedGroup(cfgs, [_model(c, device=dev) for c in cfgs], sources, dev,
                        precision="fp64", channels_last=True, graph=True, pointwise=pointwise,
                        layout=layout, compile=compile)
     assert group.graph is not None
-    losses = []
-    for _epoch in range(2):
-        group.start_epoch()
-        for _ in range(group.data.full_steps):
-            group.step()
-        group.finish_epoch()
-        losses.append(group.epoch_losses())
+    losses = [_epoch(group) for _ in range(2)]
     for t, (c, s) in enumerate(zip(cfgs, sources, strict=True)):
         model = _model(c, device=dev)
         setup = build(c, model, make_optimizer(model.parameters(), c), s.x, s.y, s.mean, s.std,
