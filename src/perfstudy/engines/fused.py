@@ -211,7 +211,8 @@ def trial_losses(module: nn.Module, x: Tensor, y: Tensor, layout: str) -> Tensor
 
 # Compiled graphs are cached per code object and guarded on the module's structure, not its
 # identity: every fused group of one architecture, trial count and batch shape shares one
-# compilation. A study meets several (models x batch sizes x partial batches): room for them.
+# compilation. A study meets several (models x batch sizes x trials per group; partial batches
+# run eagerly): room for them.
 RECOMPILE_LIMIT = 64
 
 
