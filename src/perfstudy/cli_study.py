@@ -13,6 +13,7 @@ from perfstudy.errors import UsageError
 from perfstudy.executors import EXECUTORS, Interrupted
 from perfstudy.flat import columns, flatten, varying
 from perfstudy.output import print_json, print_table
+from perfstudy.pack_checkpoint import CHECKPOINT_EVERY_S
 from perfstudy.progress import progress_bars, wanted
 from perfstudy.runner import execute_plan, plan
 from perfstudy.store import STATUSES, Store
@@ -46,6 +47,10 @@ def add_commands(sub) -> None:
                    help="on a GPU, packed runs' forward and loss through torch.compile "
                    "(Inductor): more throughput after a compilation per model and batch size "
                    "(docs/performance.md has the figures)")
+    p.add_argument("--checkpoint-every", type=float, metavar="SECONDS",
+                   help="on a GPU, save a pack's training state this often, at the end of an "
+                   f"epoch, beside the store (default {CHECKPOINT_EVERY_S:g}; 0: every epoch): "
+                   "a pack started again after a crash resumes from it")
     p.add_argument("--data-dir", help="folder with the datasets' IDX files")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _db(p)
@@ -89,6 +94,14 @@ def cmd_run(args) -> int:
         if args.executor != "local":
             raise UsageError("--compile works with the local executor (packs train there)")
         pack["compile"] = True
+    if args.checkpoint_every is not None:
+        if args.executor != "local":
+            raise UsageError("--checkpoint-every works with the local executor (packs train "
+                             "there)")
+        if not args.checkpoint_every >= 0:
+            raise UsageError(f"--checkpoint-every must be >= 0 seconds, got "
+                             f"{args.checkpoint_every:g}")
+        pack["checkpoint_every_s"] = args.checkpoint_every
     store = Store(args.db)
     p = plan(study, runs, store, retry_failed=args.retry_failed)
     say = sys.stderr if not sys.stdout.isatty() else sys.stdout

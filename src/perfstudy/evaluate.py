@@ -44,6 +44,19 @@ class BestEpoch:
             self.val_acc, self.epoch = val_acc, epoch
             self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
+    def to_host(self) -> dict:
+        """For a checkpoint: the selection so far, weights on the host."""
+        state = None if self.state is None else {k: v.cpu() for k, v in self.state.items()}
+        return {"val_acc": self.val_acc, "epoch": self.epoch, "state": state}
+
+    @classmethod
+    def from_host(cls, saved: dict, device) -> BestEpoch:
+        best = cls()
+        best.val_acc, best.epoch = saved["val_acc"], saved["epoch"]
+        if saved["state"] is not None:
+            best.state = {k: v.to(device) for k, v in saved["state"].items()}
+        return best
+
     def test(self, model, x, y, mean: float, std: float) -> tuple[float, float]:
         """(test accuracy at the best-validation epoch, at the last epoch). Leaves ``model``
         holding the best-validation weights."""

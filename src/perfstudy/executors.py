@@ -75,8 +75,12 @@ def _run_claimed(run, store: Store, data_dir, progress) -> str:
     return "done"
 
 
-def run_pack(runs, store: Store, data_dir, progress, compile: bool = False) -> list[str]:
-    """Claim, train together on one GPU (``perfstudy.packing``) and record a pack of runs."""
+def run_pack(runs, store: Store, data_dir, progress, compile: bool = False,
+             checkpoint_every_s: float | None = None) -> list[str]:
+    """Claim, train together on one GPU (``perfstudy.packing``) and record a pack of runs.
+    The pack's training state is checkpointed beside the store (``<db>.checkpoints/``), so a
+    pack started again after a crash resumes after its last saved epoch."""
+    from perfstudy.pack_checkpoint import PackCheckpoint, checkpoint_path
     from perfstudy.packing import train_pack
 
     claimed = [r for r in runs if store.claim(r.config.key())]
@@ -85,8 +89,11 @@ def run_pack(runs, store: Store, data_dir, progress, compile: bool = False) -> l
         statuses[claimed[0].config.key()] = _run_claimed(claimed[0], store, data_dir, progress)
     if len(claimed) <= 1:
         return [statuses[r.config.key()] for r in runs]
+    ckpt = checkpoint_path(store.path, [r.config.key() for r in claimed])
     try:
-        results = train_pack([r.config for r in claimed], data_dir, progress, compile=compile)
+        every = {} if checkpoint_every_s is None else {"checkpoint_every_s": checkpoint_every_s}
+        results = train_pack([r.config for r in claimed], data_dir, progress, compile=compile,
+                             checkpoint=ckpt, **every)
     except (KeyboardInterrupt, Interrupted):
         for r in claimed:
             store.fail(r.config.key(), "interrupted by the user (Ctrl-C or SIGTERM)",
@@ -101,6 +108,7 @@ def run_pack(runs, store: Store, data_dir, progress, compile: bool = False) -> l
     for r, result in zip(claimed, results, strict=True):
         store.finish(r.config.key(), result)
         statuses[r.config.key()] = "done"
+    PackCheckpoint(ckpt).remove()  # its runs are stored; a failed or killed pack keeps it
     return [statuses[r.config.key()] for r in runs]
 
 
@@ -145,9 +153,13 @@ class LocalExecutor:
     """One run (or, on a GPU, one pack of runs) at a time, in this process."""
 
     def __init__(
-        self, workers: int | None = 1, pack: int | str | None = None, compile: bool = False
+        self,
+        workers: int | None = 1,
+        pack: int | str | None = None,
+        compile: bool = False,
+        checkpoint_every_s: float | None = None,
     ):
-        self.pack, self.compile = pack, compile
+        self.pack, self.compile, self.checkpoint_every_s = pack, compile, checkpoint_every_s
 
     def execute(self, runs, store: Store, data_dir, progress=None) -> Outcome:
         progress = progress or NullProgress()
@@ -159,7 +171,8 @@ class LocalExecutor:
             if len(unit) == 1:
                 statuses = [run_one(unit[0], store, data_dir, progress)]
             else:
-                statuses = run_pack(unit, store, data_dir, progress, self.compile)
+                statuses = run_pack(unit, store, data_dir, progress, self.compile,
+                                    self.checkpoint_every_s)
             for run, status in zip(unit, statuses, strict=True):
                 _count(out, status, run)
             progress.advance(bar, len(unit))

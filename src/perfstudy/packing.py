@@ -27,11 +27,13 @@ the GPU time per run when the pack's cost is split evenly.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from functools import cache
+from pathlib import Path
 
 import torch
 
@@ -42,6 +44,7 @@ from perfstudy.engines.fused import FusedGroup
 from perfstudy.engines.resident import Source
 from perfstudy.evaluate import BestEpoch, accuracy, to_device
 from perfstudy.models import build_model, param_count
+from perfstudy.pack_checkpoint import CHECKPOINT_EVERY_S, PackCheckpoint
 from perfstudy.progress import NullProgress
 from perfstudy.results import EpochStats, RunResult
 from perfstudy.timing import Timer
@@ -178,6 +181,20 @@ def train_packed(
     return results  # type: ignore[return-value]
 
 
+def _pack_state(signature, epoch, groups, curves, best, eval_ms, train_ms, wall_ms) -> dict:
+    """What resuming after ``epoch`` needs, on the host (``pack_checkpoint``)."""
+    return {
+        "signature": signature,
+        "epoch": epoch,
+        "groups": [g.state_dict() for g in groups],
+        "curves": [[dataclasses.asdict(e) for e in c] for c in curves],
+        "best": [b.to_host() for b in best],
+        "eval_ms": eval_ms,
+        "train_ms": train_ms,
+        "wall_ms": wall_ms,
+    }
+
+
 def train_pack(
     cfgs: Sequence[DLConfig],
     data_dir=None,
@@ -191,6 +208,8 @@ def train_pack(
     pointwise: str = POINTWISE,
     compile: bool = False,
     layout: str = "channels",
+    checkpoint: str | Path | None = None,
+    checkpoint_every_s: float = CHECKPOINT_EVERY_S,
 ) -> list[RunResult]:
     """Train ``cfgs`` as one pack, no questions asked (``train_packed`` decides what may pack).
 
@@ -199,7 +218,9 @@ def train_pack(
     groups of :func:`fused_group_size`. ``device`` defaults to CUDA; CPU (eager, no graph) is
     for tests. ``precision`` fp32/fp64 is for tests too. ``compile``: each group's forward and
     loss through ``torch.compile`` (``engines.fused.compiled_trial_losses``); ``layout``: how
-    trials are stacked (``engines.fused.LAYOUTS``).
+    trials are stacked (``engines.fused.LAYOUTS``). ``checkpoint``: a file to save the
+    training state to every ``checkpoint_every_s`` seconds (at the end of an epoch) and to
+    resume from, if it holds this pack's state (``perfstudy.pack_checkpoint``).
     """
     progress = progress or NullProgress()
     cfgs = list(cfgs)
@@ -256,10 +277,22 @@ def train_pack(
     curves: list[list[EpochStats]] = [[] for _ in range(n)]
     best = [BestEpoch() for _ in range(n)]
     eval_ms = [0.0] * n
-    train_ms = 0.0
+    train_ms, wall_before_ms, done_epochs, saves, checkpoint_ms = 0.0, 0.0, 0, 0, 0.0
     epochs = cfgs[0].epochs
+    ckpt = PackCheckpoint(checkpoint, checkpoint_every_s) if checkpoint else None
+    signature = {"keys": [c.key() for c in cfgs], "members": members,
+                 "precision": precision, "layout": layout}
+    saved = ckpt.load(signature) if ckpt else None
+    if saved is not None:  # resume after the saved epoch
+        for g, state in zip(groups, saved["groups"], strict=True):
+            g.load_state_dict(state)
+        curves = [[EpochStats(**e) for e in c] for c in saved["curves"]]
+        best = [BestEpoch.from_host(b, device) for b in saved["best"]]
+        eval_ms, train_ms = list(saved["eval_ms"]), saved["train_ms"]
+        wall_before_ms, done_epochs = saved["wall_ms"], saved["epoch"]
     bar = progress.add(f"pack of {n} {cfgs[0].model} epochs", total=epochs)
-    for epoch in range(1, epochs + 1):
+    progress.advance(bar, done_epochs)
+    for epoch in range(done_epochs + 1, epochs + 1):
         with Timer(device) as t:
             for g in groups:
                 g.start_epoch()
@@ -280,6 +313,11 @@ def train_pack(
                 eval_ms[trial] += e.ms
                 curves[trial].append(EpochStats(epoch, float(ls[k]), acc, t.ms / 1e3))
         progress.advance(bar)
+        if ckpt is not None and epoch < epochs and ckpt.due():
+            with Timer(device) as c:
+                ckpt.save(_pack_state(signature, epoch, groups, curves, best, eval_ms, train_ms,
+                                      wall_before_ms + (time.perf_counter() - wall0) * 1e3))
+            saves, checkpoint_ms = saves + 1, checkpoint_ms + c.ms
     progress.remove(bar)
     peak = peak_mb(device)
 
@@ -291,7 +329,7 @@ def train_pack(
                 model = g.model.load_into(k, g.template)
                 test_acc[trial] = best[trial].test(model, tx, ty, ds.mean, ds.std)
             eval_ms[trial] += e.ms
-    pack_wall_ms = (time.perf_counter() - wall0) * 1e3
+    pack_wall_ms = wall_before_ms + (time.perf_counter() - wall0) * 1e3
 
     notes = {
         "engine": "fast (packed)",
@@ -316,7 +354,13 @@ def train_pack(
         "pack_streams": len(groups),
         "fused_group_sizes": [len(m) for m in members],
         "pack_wall_ms": pack_wall_ms,
-        "pack_wall_includes": "setup, training and every trial's evaluation",
+        "pack_wall_includes": "setup, training and every trial's evaluation"
+        + (", in the process that saved the checkpoint and in this one (not the work lost "
+           "after the checkpoint)" if saved is not None else ""),
+        "resumed_after_epoch": done_epochs if saved is not None else None,
+        "checkpoint_every_s": checkpoint_every_s if ckpt else None,
+        "checkpoint_saves": saves,
+        "checkpoint_ms": checkpoint_ms,
         "train_ms_means": "the pack's training wall time (shared by all its runs)",
         "train_ms_amortised": train_ms / n,
         "optimizer_impl": "perfstudy FusedOptimizer (torch.optim arithmetic, per-trial)",

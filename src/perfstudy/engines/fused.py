@@ -511,6 +511,32 @@ class FusedGroup:
         if self.stream is not None:
             torch.cuda.current_stream(self.device).wait_stream(self.stream)
 
+    # --- the training state between epochs, for a checkpoint (packing.PackCheckpoint)
+
+    def state_tensors(self) -> list[Tensor]:
+        """Everything an epoch changes: stacked weights, BatchNorm statistics, optimizer state.
+        (The permutation, cursor and loss sum are made afresh at the start of each epoch.)"""
+        return [*self.model.params, *self.model.buffers, *self.optimizer.state_tensors()]
+
+    def state_dict(self) -> dict:
+        """The state between two epochs, on the host: tensors and each trial's data generator."""
+        return {
+            "tensors": [t.detach().cpu() for t in self.state_tensors()],
+            "generators": [g.get_state() for g in self.data.generators],
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` *in place* (a captured graph holds these tensors)."""
+        mine = self.state_tensors()
+        shapes = [tuple(t.shape) for t in mine]
+        if shapes != [tuple(t.shape) for t in state["tensors"]]:
+            raise ValueError("checkpoint of a different fused group (tensor shapes differ)")
+        for t, saved in zip(mine, state["tensors"], strict=True):
+            t.copy_(saved)
+        for g, saved in zip(self.data.generators, state["generators"], strict=True):
+            g.set_state(saved)
+
     def epoch_losses(self) -> list[float]:
         """Mean training loss of each trial over the epoch. Note: a CPU-GPU sync point."""
         return (self.loss_sum / self.data.n).tolist()
