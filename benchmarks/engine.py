@@ -174,7 +174,8 @@ def pack_trials(model: str, batch: int, trials: int, device) -> tuple[list[DLCon
 def fused_groups(cfgs, models, src: Source, device, streams=None, **group_kw) -> list:
     """The trials in ``streams`` fused groups (None: as ``packing.train_pack`` groups them)."""
     if streams is None:
-        streams = math.ceil(len(cfgs) / fused_group_size(cfgs[0]))
+        compiled = group_kw.get("compile", False)
+        streams = math.ceil(len(cfgs) / fused_group_size(cfgs[0], compiled=compiled))
     members = [list(range(len(cfgs)))[k::streams] for k in range(streams)]
     return [
         FusedGroup([cfgs[t] for t in m], [models[t] for t in m], [src] * len(m), device, **group_kw)

@@ -110,6 +110,12 @@ def test_packs_are_fused_groups_sized_by_work():
     assert fused_group_size(_cfg(model="resnet50", batch_size=16)) == 1
     assert fused_group_size(_cfg(model="resnet18", batch_size=256)) == 1
     assert fused_group_size(_cfg(model="resnet32", batch_size=16)) > 16
+    # compiled: ResNet-50 at batch 16 and 32 in groups of 4 (measured faster); elsewhere as eager
+    compiled = {(m, b): fused_group_size(_cfg(model=m, batch_size=b), compiled=True)
+                for m, b in (("resnet50", 16), ("resnet50", 32), ("resnet50", 256),
+                             ("resnet18", 16), ("resnet18", 32), ("resnet18", 256))}
+    assert compiled == {("resnet50", 16): 4, ("resnet50", 32): 4, ("resnet50", 256): 1,
+                        ("resnet18", 16): 4, ("resnet18", 32): 2, ("resnet18", 256): 1}
 
 
 def test_plan_splits_a_study_into_packs():
