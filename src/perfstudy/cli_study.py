@@ -9,11 +9,11 @@ import time
 from collections import Counter, defaultdict
 
 from perfstudy import study as studies
+from perfstudy.checkpoint import CHECKPOINT_EVERY_S
 from perfstudy.errors import UsageError
 from perfstudy.executors import EXECUTORS, Interrupted
 from perfstudy.flat import columns, flatten, varying
 from perfstudy.output import print_json, print_table
-from perfstudy.pack_checkpoint import CHECKPOINT_EVERY_S
 from perfstudy.progress import progress_bars, wanted
 from perfstudy.runner import execute_plan, plan
 from perfstudy.store import STATUSES, Store
@@ -48,9 +48,10 @@ def add_commands(sub) -> None:
                    "(Inductor), ResNet-50s fused 4 to a group: more throughput after a "
                    "compilation per model and batch size (docs/performance.md has the figures)")
     p.add_argument("--checkpoint-every", type=float, metavar="SECONDS",
-                   help="on a GPU, save a pack's training state this often, at the end of an "
-                   f"epoch, beside the store (default {CHECKPOINT_EVERY_S:g}; 0: every epoch): "
-                   "a pack started again after a crash resumes from it")
+                   help="save a training run's (or a GPU pack's) state this often, at the end "
+                   f"of an epoch, beside the store (default {CHECKPOINT_EVERY_S:g}; 0: every "
+                   "epoch): started again after a crash, it resumes from there (runs that "
+                   "replay a CUDA graph alone take minutes and do not checkpoint)")
     p.add_argument("--data-dir", help="folder with the datasets' IDX files")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _db(p)
@@ -95,9 +96,6 @@ def cmd_run(args) -> int:
             raise UsageError("--compile works with the local executor (packs train there)")
         pack["compile"] = True
     if args.checkpoint_every is not None:
-        if args.executor != "local":
-            raise UsageError("--checkpoint-every works with the local executor (packs train "
-                             "there)")
         if not args.checkpoint_every >= 0:
             raise UsageError(f"--checkpoint-every must be >= 0 seconds, got "
                              f"{args.checkpoint_every:g}")

@@ -15,11 +15,14 @@ def count_flops(cfg, data_dir=None, progress=None) -> RunResult:
                      provenance=provenance.collect())
 
 
-def execute(cfg, data_dir=None, progress=None) -> RunResult:
+def execute(cfg, data_dir=None, progress=None, **dl_options) -> RunResult:
+    """``dl_options`` (``checkpoint``, ``checkpoint_every_s``) go to ``train_dl``; SVM fits and
+    FLOPs counts take none."""
     if cfg.kind == "dl":
-        from perfstudy.train import train_dl as run
-    elif cfg.kind == "svm":
+        from perfstudy.train import train_dl
+
+        return train_dl(cfg, data_dir=data_dir, progress=progress, **dl_options)
+    run = count_flops
+    if cfg.kind == "svm":
         from perfstudy.svm import fit_svm as run
-    else:
-        run = count_flops
     return run(cfg, data_dir=data_dir, progress=progress)

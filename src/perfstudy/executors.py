@@ -15,6 +15,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from perfstudy.checkpoint import Checkpoint, checkpoint_path
 from perfstudy.execute import execute
 from perfstudy.progress import NullProgress
 from perfstudy.registry import Registry
@@ -53,17 +54,27 @@ def _release_gpu_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def run_one(run, store: Store, data_dir, progress) -> str:
+def _checkpoint(store: Store, keys: list[str], every_s: float | None) -> dict:
+    """Where these runs' training state is checkpointed (``perfstudy.checkpoint``), beside the
+    store, and how often (None: the trainer's default)."""
+    every = {} if every_s is None else {"checkpoint_every_s": every_s}
+    return {"checkpoint": checkpoint_path(store.path, keys), **every}
+
+
+def run_one(run, store: Store, data_dir, progress, checkpoint_every_s=None) -> str:
     """Claim, execute and record one run; returns its final status."""
     if not store.claim(run.config.key()):
         return "skipped"
-    return _run_claimed(run, store, data_dir, progress)
+    return _run_claimed(run, store, data_dir, progress, checkpoint_every_s)
 
 
-def _run_claimed(run, store: Store, data_dir, progress) -> str:
+def _run_claimed(run, store: Store, data_dir, progress, checkpoint_every_s=None) -> str:
+    """A deep-learning run checkpoints between epochs beside the store and resumes from it
+    when started again after a crash (engines that replay a CUDA graph excepted)."""
     key = run.config.key()
+    options = _checkpoint(store, [key], checkpoint_every_s) if run.config.kind == "dl" else {}
     try:
-        result = execute(run.config, data_dir=data_dir, progress=progress)
+        result = execute(run.config, data_dir=data_dir, progress=progress, **options)
     except (KeyboardInterrupt, Interrupted):
         store.fail(key, "interrupted by the user (Ctrl-C or SIGTERM)", status="interrupted")
         raise
@@ -72,6 +83,8 @@ def _run_claimed(run, store: Store, data_dir, progress) -> str:
         _release_gpu_memory()
         return "failed"
     store.finish(key, result)
+    if options:
+        Checkpoint(options["checkpoint"]).remove()  # stored; a failed or killed run keeps it
     return "done"
 
 
@@ -80,20 +93,19 @@ def run_pack(runs, store: Store, data_dir, progress, compile: bool = False,
     """Claim, train together on one GPU (``perfstudy.packing``) and record a pack of runs.
     The pack's training state is checkpointed beside the store (``<db>.checkpoints/``), so a
     pack started again after a crash resumes after its last saved epoch."""
-    from perfstudy.pack_checkpoint import PackCheckpoint, checkpoint_path
     from perfstudy.packing import train_pack
 
     claimed = [r for r in runs if store.claim(r.config.key())]
     statuses = {r.config.key(): "skipped" for r in runs}  # claimed elsewhere, or done
     if len(claimed) == 1:
-        statuses[claimed[0].config.key()] = _run_claimed(claimed[0], store, data_dir, progress)
+        statuses[claimed[0].config.key()] = _run_claimed(claimed[0], store, data_dir, progress,
+                                                         checkpoint_every_s)
     if len(claimed) <= 1:
         return [statuses[r.config.key()] for r in runs]
-    ckpt = checkpoint_path(store.path, [r.config.key() for r in claimed])
+    options = _checkpoint(store, [r.config.key() for r in claimed], checkpoint_every_s)
     try:
-        every = {} if checkpoint_every_s is None else {"checkpoint_every_s": checkpoint_every_s}
         results = train_pack([r.config for r in claimed], data_dir, progress, compile=compile,
-                             checkpoint=ckpt, **every)
+                             **options)
     except (KeyboardInterrupt, Interrupted):
         for r in claimed:
             store.fail(r.config.key(), "interrupted by the user (Ctrl-C or SIGTERM)",
@@ -108,7 +120,7 @@ def run_pack(runs, store: Store, data_dir, progress, compile: bool = False,
     for r, result in zip(claimed, results, strict=True):
         store.finish(r.config.key(), result)
         statuses[r.config.key()] = "done"
-    PackCheckpoint(ckpt).remove()  # its runs are stored; a failed or killed pack keeps it
+    Checkpoint(options["checkpoint"]).remove()  # stored; a failed or killed pack keeps it
     return [statuses[r.config.key()] for r in runs]
 
 
@@ -169,7 +181,7 @@ class LocalExecutor:
             progress.update(bar, description=f"runs · {unit[0].experiment}"
                             + (f" · pack of {len(unit)}" if len(unit) > 1 else ""))
             if len(unit) == 1:
-                statuses = [run_one(unit[0], store, data_dir, progress)]
+                statuses = [run_one(unit[0], store, data_dir, progress, self.checkpoint_every_s)]
             else:
                 statuses = run_pack(unit, store, data_dir, progress, self.compile,
                                     self.checkpoint_every_s)
@@ -188,18 +200,19 @@ def _count(out: Outcome, status: str, run) -> None:
         out.failures.append(f"{run.experiment} {run.config.key()}")
 
 
-def _pool_job(run, db_path: str, data_dir) -> str:
+def _pool_job(run, db_path: str, data_dir, checkpoint_every_s=None) -> str:
     store = Store(db_path)
     try:
-        return run_one(run, store, data_dir, NullProgress())
+        return run_one(run, store, data_dir, NullProgress(), checkpoint_every_s)
     finally:
         store.close()
 
 
 @EXECUTORS.register("pool")
 class PoolExecutor:
-    def __init__(self, workers: int | None = None):
+    def __init__(self, workers: int | None = None, checkpoint_every_s: float | None = None):
         self.workers = workers or max(1, (os.cpu_count() or 1) // 2)
+        self.checkpoint_every_s = checkpoint_every_s
 
     def execute(self, runs, store: Store, data_dir, progress=None) -> Outcome:
         progress = progress or NullProgress()
@@ -210,7 +223,8 @@ class PoolExecutor:
         with cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
                                     initializer=limit_threads,
                                     initargs=(threads, self.workers)) as pool:
-            futures = {pool.submit(_pool_job, r, store.path, data_dir): r for r in runs}
+            futures = {pool.submit(_pool_job, r, store.path, data_dir, self.checkpoint_every_s): r
+                       for r in runs}
             try:
                 for fut in cf.as_completed(futures):
                     _count(out, fut.result(), futures[fut])

@@ -28,7 +28,6 @@ the GPU time per run when the pack's cost is split evenly.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import time
 from collections import defaultdict
@@ -39,13 +38,13 @@ from pathlib import Path
 import torch
 
 from perfstudy import flops, provenance
+from perfstudy.checkpoint import CHECKPOINT_EVERY_S, NO_CHECKPOINT, Checkpoint, curve_to_host
 from perfstudy.config import DLConfig
 from perfstudy.devices import peak_mb, reset_peak
 from perfstudy.engines.fused import FusedGroup
 from perfstudy.engines.resident import Source
 from perfstudy.evaluate import BestEpoch, accuracy, to_device
 from perfstudy.models import build_model, param_count
-from perfstudy.pack_checkpoint import CHECKPOINT_EVERY_S, PackCheckpoint
 from perfstudy.progress import NullProgress
 from perfstudy.results import EpochStats, RunResult
 from perfstudy.timing import Timer
@@ -194,20 +193,6 @@ def train_packed(
     return results  # type: ignore[return-value]
 
 
-def _pack_state(signature, epoch, groups, curves, best, eval_ms, train_ms, wall_ms) -> dict:
-    """What resuming after ``epoch`` needs, on the host (``pack_checkpoint``)."""
-    return {
-        "signature": signature,
-        "epoch": epoch,
-        "groups": [g.state_dict() for g in groups],
-        "curves": [[dataclasses.asdict(e) for e in c] for c in curves],
-        "best": [b.to_host() for b in best],
-        "eval_ms": eval_ms,
-        "train_ms": train_ms,
-        "wall_ms": wall_ms,
-    }
-
-
 def train_pack(
     cfgs: Sequence[DLConfig],
     data_dir=None,
@@ -233,7 +218,7 @@ def train_pack(
     loss through ``torch.compile`` (``engines.fused.compiled_trial_losses``); ``layout``: how
     trials are stacked (``engines.fused.LAYOUTS``). ``checkpoint``: a file to save the
     training state to every ``checkpoint_every_s`` seconds (at the end of an epoch) and to
-    resume from, if it holds this pack's state (``perfstudy.pack_checkpoint``).
+    resume from, if it holds this pack's state (``perfstudy.checkpoint``).
     """
     progress = progress or NullProgress()
     cfgs = list(cfgs)
@@ -290,9 +275,9 @@ def train_pack(
     curves: list[list[EpochStats]] = [[] for _ in range(n)]
     best = [BestEpoch() for _ in range(n)]
     eval_ms = [0.0] * n
-    train_ms, wall_before_ms, done_epochs, saves, checkpoint_ms = 0.0, 0.0, 0, 0, 0.0
+    train_ms, wall_before_ms, done_epochs = 0.0, 0.0, 0
     epochs = cfgs[0].epochs
-    ckpt = PackCheckpoint(checkpoint, checkpoint_every_s) if checkpoint else None
+    ckpt = Checkpoint(checkpoint, checkpoint_every_s) if checkpoint else None
     signature = {"keys": [c.key() for c in cfgs], "members": members,
                  "precision": precision, "layout": layout}
     saved = ckpt.load(signature) if ckpt else None
@@ -326,11 +311,17 @@ def train_pack(
                 eval_ms[trial] += e.ms
                 curves[trial].append(EpochStats(epoch, float(ls[k]), acc, t.ms / 1e3))
         progress.advance(bar)
-        if ckpt is not None and epoch < epochs and ckpt.due():
-            with Timer(device) as c:
-                ckpt.save(_pack_state(signature, epoch, groups, curves, best, eval_ms, train_ms,
-                                      wall_before_ms + (time.perf_counter() - wall0) * 1e3))
-            saves, checkpoint_ms = saves + 1, checkpoint_ms + c.ms
+        if ckpt is not None and ckpt.wants(epoch, epochs):
+            ckpt.save({
+                "signature": signature,
+                "epoch": epoch,
+                "groups": [g.state_dict() for g in groups],
+                "curves": [curve_to_host(c) for c in curves],
+                "best": [b.to_host() for b in best],
+                "eval_ms": eval_ms,
+                "train_ms": train_ms,
+                "wall_ms": wall_before_ms + (time.perf_counter() - wall0) * 1e3,
+            })
     progress.remove(bar)
     peak = peak_mb(device)
 
@@ -371,9 +362,7 @@ def train_pack(
         + (", in the process that saved the checkpoint and in this one (not the work lost "
            "after the checkpoint)" if saved is not None else ""),
         "resumed_after_epoch": done_epochs if saved is not None else None,
-        "checkpoint_every_s": checkpoint_every_s if ckpt else None,
-        "checkpoint_saves": saves,
-        "checkpoint_ms": checkpoint_ms,
+        **(ckpt.notes() if ckpt else NO_CHECKPOINT),
         "train_ms_means": "the pack's training wall time (shared by all its runs)",
         "train_ms_amortised": train_ms / n,
         "optimizer_impl": "perfstudy FusedOptimizer (torch.optim arithmetic, per-trial)",

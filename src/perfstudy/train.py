@@ -8,10 +8,13 @@ for the last and the best-validation weights. The test split never selects anyth
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from perfstudy import data as datasets
 from perfstudy import provenance
+from perfstudy.checkpoint import CHECKPOINT_EVERY_S, NO_CHECKPOINT, Checkpoint, curve_to_host
 from perfstudy.config import DLConfig
 from perfstudy.devices import peak_mb, reset_peak, resolve_device
 from perfstudy.engines import ENGINES, resolve_engine
@@ -35,7 +38,17 @@ def prepare_data(cfg, data_dir=None):
     return ds, train, val, test
 
 
-def train_dl(cfg: DLConfig, data_dir=None, progress=None) -> RunResult:
+def train_dl(
+    cfg: DLConfig,
+    data_dir=None,
+    progress=None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every_s: float = CHECKPOINT_EVERY_S,
+) -> RunResult:
+    """Train and evaluate one run. ``checkpoint``: a file to save the training state to every
+    ``checkpoint_every_s`` seconds (at the end of an epoch) and to resume from, if it holds this
+    run's state (``perfstudy.checkpoint``); engines that replay a CUDA graph do not checkpoint
+    (their runs take minutes)."""
     progress = progress or NullProgress()
     device = resolve_device(cfg.device)
     engine = resolve_engine(cfg.engine, device)
@@ -54,8 +67,22 @@ def train_dl(cfg: DLConfig, data_dir=None, progress=None) -> RunResult:
     curve: list[EpochStats] = []
     best = BestEpoch()
     train_ms = eval_ms = 0.0
+    done_epochs = 0
+    ckpt = (Checkpoint(checkpoint, checkpoint_every_s)
+            if checkpoint and setup.checkpointable else None)
+    signature = {"keys": [cfg.key()], "engine": engine}
+    saved = ckpt.load(signature) if ckpt else None
+    if saved is not None:  # resume after the saved epoch
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        for g, state in zip(setup.generators, saved["generators"], strict=True):
+            g.set_state(state)
+        curve = [EpochStats(**e) for e in saved["curve"]]
+        best = BestEpoch.from_host(saved["best"], device)
+        train_ms, eval_ms, done_epochs = saved["train_ms"], saved["eval_ms"], saved["epoch"]
     bar = progress.add(f"{cfg.model} {cfg.dataset} epochs", total=cfg.epochs)
-    for epoch in range(1, cfg.epochs + 1):
+    progress.advance(bar, done_epochs)
+    for epoch in range(done_epochs + 1, cfg.epochs + 1):
         with Timer(device) as t:
             loss = setup.runner.train_epoch(epoch)
         train_ms += t.ms
@@ -66,6 +93,18 @@ def train_dl(cfg: DLConfig, data_dir=None, progress=None) -> RunResult:
         curve.append(EpochStats(epoch, float(loss), val_acc, t.ms / 1e3))
         progress.update(bar, description=f"{cfg.model} {cfg.dataset} val {val_acc:.2f}%")
         progress.advance(bar)
+        if ckpt is not None and ckpt.wants(epoch, cfg.epochs):
+            ckpt.save({
+                "signature": signature,
+                "epoch": epoch,
+                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "optimizer": optimizer.state_dict(),
+                "generators": [g.get_state() for g in setup.generators],
+                "curve": curve_to_host(curve),
+                "best": best.to_host(),
+                "train_ms": train_ms,
+                "eval_ms": eval_ms,
+            })
     progress.remove(bar)
     peak = peak_mb(device)
 
@@ -80,6 +119,8 @@ def train_dl(cfg: DLConfig, data_dir=None, progress=None) -> RunResult:
         "n_val": len(val),
         "n_test": len(test),
         "peak_mem_kind": "cuda_max_allocated" if device.type == "cuda" else "process_max_rss",
+        "resumed_after_epoch": done_epochs if saved is not None else None,
+        **(ckpt.notes() if ckpt else NO_CHECKPOINT),
     }
     return RunResult(
         kind="dl",

@@ -24,10 +24,17 @@ class EpochRunner(Protocol):
 
 @dataclass
 class EngineSetup:
-    """What an engine hands back from ``prepare``: the runner, plus notes for the result."""
+    """What an engine hands back from ``prepare``: the runner, plus notes for the result.
+
+    ``checkpointable``: the trainer may restore the model and optimizer between epochs with
+    ``load_state_dict`` (not so for a replayed CUDA graph, which holds their tensors' addresses);
+    ``generators``: the random generators an epoch draws its data order from, saved with them.
+    """
 
     runner: EpochRunner
     notes: dict[str, Any] = field(default_factory=dict)  # recorded in RunResult.extra
+    checkpointable: bool = False
+    generators: list[torch.Generator] = field(default_factory=list)
 
 
 # prepare(cfg, model, optimizer, train_x_uint8, train_y, mean, std, device, progress) -> EngineSetup

@@ -215,7 +215,7 @@ def build(
         "loss_sync": "once per epoch",
         **opt_notes,
     }
-    return EngineSetup(runner, notes)
+    return EngineSetup(runner, notes, checkpointable=mode == "eager", generators=data.generators)
 
 
 @ENGINES.register("fast")

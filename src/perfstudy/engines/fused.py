@@ -511,7 +511,7 @@ class FusedGroup:
         if self.stream is not None:
             torch.cuda.current_stream(self.device).wait_stream(self.stream)
 
-    # --- the training state between epochs, for a checkpoint (packing.PackCheckpoint)
+    # --- the training state between epochs, for a checkpoint (perfstudy.checkpoint)
 
     def state_tensors(self) -> list[Tensor]:
         """Everything an epoch changes: stacked weights, BatchNorm statistics, optimizer state.

@@ -67,4 +67,5 @@ def prepare(cfg, model, optimizer, x, y, mean, std, device, progress) -> EngineS
         generator=generator,
     )
     notes = {"engine": "plain", "pin_memory_effective": loader.pin_memory}
-    return EngineSetup(PlainRunner(model, optimizer, loader, device, progress), notes)
+    runner = PlainRunner(model, optimizer, loader, device, progress)
+    return EngineSetup(runner, notes, checkpointable=True, generators=[generator])
