@@ -1,13 +1,15 @@
-"""What a pack's checkpoint costs: time per save and file size, against an epoch's training.
+"""What a checkpoint costs: time per save and file size, against an epoch's training.
 
     PYTHONPATH=src python benchmarks/checkpoint_cost.py [--packs resnet50:16:8,resnet18:16:8] \
-        [--images 8000] [--epochs 3] [--dir /tmp]
+        [--images 8000] [--epochs 3] [--dir /tmp] [--device cuda|cpu]
 
 Each pack (``model:batch:trials``, the grid's mix of Adam and SGD at lr 1e-3/1e-4, as
 ``benchmarks/engine.py`` makes them) trains ``--epochs`` epochs of ``--images`` training images
-through ``packing.train_pack`` with a checkpoint after every epoch (``checkpoint_every_s=0``),
-then once more, resuming from the last checkpoint (checked). Prints a markdown row per pack:
-saves, ms per save, checkpoint size, and the training time of one epoch of the same pack.
+with a checkpoint after every epoch (``checkpoint_every_s=0``), then once more, resuming from
+the last checkpoint (checked). On a GPU the trials train as a pack (``packing.train_pack``);
+with ``--device cpu`` a spec's first trial trains alone (``train.train_dl``, the CPU engine),
+as a study trains runs there. Prints a markdown row per spec: saves, ms per save, checkpoint
+size, and the training time of one epoch.
 """
 
 from __future__ import annotations
@@ -19,6 +21,15 @@ import torch
 from engine import DATASET, machine, pack_trials  # benchmarks/engine.py, beside this file
 
 from perfstudy.packing import train_pack
+from perfstudy.train import train_dl
+
+
+def _train(cfgs, device, path: str, every_s: float):
+    """The first run's result: of the pack on a GPU, of the first config alone on the CPU."""
+    if device.type == "cuda":
+        return train_pack(cfgs, checkpoint=path, checkpoint_every_s=every_s)[0]
+    cfg = cfgs[0].replace(device="cpu", engine="cpu", num_workers=0)
+    return train_dl(cfg, checkpoint=path, checkpoint_every_s=every_s)
 
 
 def main() -> None:
@@ -27,11 +38,11 @@ def main() -> None:
     p.add_argument("--images", type=int, default=8000, help="training images per trial")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--dir", default="/tmp", help="where the checkpoint file is written")
-    p.add_argument("--device", default="cuda", help="cpu: a smoke test (eager, no graph)")
+    p.add_argument("--device", default="cuda", help="cpu: single runs, the CPU engine")
     args = p.parse_args()
     device = torch.device(args.device)
     machine(device)
-    print("| pack | epochs | saves | ms per save | checkpoint MB | ms per training epoch |")
+    print("| spec | epochs | saves | ms per save | checkpoint MB | ms per training epoch |")
     print("|---|---|---|---|---|---|")
     for spec in args.packs.split(","):
         model, batch, trials = spec.split(":")
@@ -39,9 +50,9 @@ def main() -> None:
         cfgs = [c.replace(epochs=args.epochs, train_subset=args.images, eval_subset=2000,
                           dataset=DATASET) for c in cfgs]
         path = os.path.join(args.dir, f"checkpoint-cost-{model}-{batch}.pt")
-        r = train_pack(cfgs, device=device, checkpoint=path, checkpoint_every_s=0)[0]
+        r = _train(cfgs, device, path, every_s=0)
         size_mb = os.path.getsize(path) / 2**20
-        again = train_pack(cfgs, device=device, checkpoint=path, checkpoint_every_s=1e9)[0]
+        again = _train(cfgs, device, path, every_s=1e9)
         assert again.extra["resumed_after_epoch"] == args.epochs - 1, again.extra
         os.remove(path)
         saves = r.extra["checkpoint_saves"]
