@@ -4,6 +4,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -92,3 +93,60 @@ def test_experiment_descriptions_are_stored_for_the_report(tmp_path):
     report = build_report(store)
     section = next(sec for sec in report.sections if sec.title.startswith("flops"))
     assert section.paragraphs[0] == "From the study file: FLOPs of ResNet-32 at its own input."
+
+
+def test_stores_of_a_study_run_in_parts_merge_into_one(tmp_path):
+    a, b, c, d, e = (DLConfig(lr=lr) for lr in (1e-1, 1e-2, 1e-3, 1e-4, 1e-5))
+    here, there = Store(tmp_path / "here.db"), Store(tmp_path / "there.db")
+    here.add("s", [Run("e1", a), Run("e1", b), Run("e1", e)])
+    there.add("s", [Run("e1", a), Run("e1", b), Run("e2", c), Run("e2", d)])
+    there.describe("s", [SimpleNamespace(name="e2", kind="dl", description="part two")])
+    for store, cfg, acc in ((here, a, 91.0), (there, a, 92.0), (there, b, 93.0)):
+        store.claim(cfg.key())
+        store.finish(cfg.key(), result_for(cfg, acc))
+    there.claim(c.key())
+    there.fail(c.key(), "ValueError: boom")
+    there.claim(d.key())  # running there when the copy was made
+    assert here.merge(tmp_path / "there.db") == {"added": 2, "completed": 1, "kept": 1}
+    rows = {r.key: r for r in here.rows()}
+    assert {k: r.status for k, r in rows.items()} == {
+        a.key(): "done", b.key(): "done", e.key(): "pending", c.key(): "failed",
+        d.key(): "pending"}
+    assert rows[a.key()].result.test_acc == 91.0  # done in both: this store's result kept
+    assert rows[b.key()].result == result_for(b, 93.0)  # done only there: its result copied
+    assert rows[c.key()].error == "ValueError: boom"
+    assert rows[c.key()].experiments == ["e2"] and here.descriptions("s") == {"e2": "part two"}
+    assert here.merge(tmp_path / "there.db") == {"added": 0, "completed": 0, "kept": 2}
+    assert len(here.rows()) == 5  # merging again changes nothing
+
+
+def test_merge_refuses_itself_and_what_is_not_a_store(tmp_path):
+    store = Store(tmp_path / "r.db")
+    with pytest.raises(UsageError, match="into itself"):
+        store.merge(tmp_path / "r.db")
+    with pytest.raises(UsageError, match="no results store here"):
+        store.merge(tmp_path / "none.db")
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)")
+    with pytest.raises(UsageError, match="not a perfstudy results store"):
+        store.merge(other)
+    tables = sqlite3.connect(other).execute("SELECT name FROM sqlite_master").fetchall()
+    assert tables == [("t",)]  # checked read-only: nothing created in it
+
+
+def test_merge_command(tmp_path):
+    part = Store(tmp_path / "part.db")
+    cfg = DLConfig(lr=3e-3)
+    part.add("s", [Run("e", cfg)])
+    part.claim(cfg.key())
+    part.finish(cfg.key(), result_for(cfg))
+    part.close()
+    cli = [sys.executable, "-m", "perfstudy", "merge"]
+    out = subprocess.run([*cli, str(tmp_path / "part.db"), "--db", str(tmp_path / "all.db")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "1 run(s) added" in out.stdout and "all.db: 1 run(s) done" in out.stdout
+    bad = subprocess.run([*cli, str(tmp_path / "none.db"), "--db", str(tmp_path / "all.db")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "no results store here" in bad.stderr
+    assert "Traceback" not in bad.stderr

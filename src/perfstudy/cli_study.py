@@ -57,6 +57,15 @@ def add_commands(sub) -> None:
     _db(p)
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("merge", help="copy the runs and results of other stores into one",
+                       description="Copy every run of SOURCE stores into --db (created if "
+                       "missing): runs it lacks, and results of runs done in a source but not "
+                       "in it. A run done in both keeps --db's result. For a study run in "
+                       "parts, on several machines or in several sessions (--filter).")
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="results store(s) to copy from")
+    _db(p)
+    p.set_defaults(func=cmd_merge)
+
     p = sub.add_parser("status", help="per experiment: done/failed/pending counts and an ETA")
     _db(p)
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
@@ -159,6 +168,17 @@ def _duration(s: float) -> str:
     m, s = divmod(int(round(s)), 60)
     h, m = divmod(m, 60)
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def cmd_merge(args) -> int:
+    store = Store(args.db)
+    for src in args.sources:
+        n = store.merge(src)
+        print(f"{src} -> {args.db}: {n['added']} run(s) added, {n['completed']} completed "
+              f"(done there, not here), {n['kept']} done in both (kept {args.db}'s)")
+    done = sum(r.status == "done" for r in store.rows())
+    print(f"{args.db}: {done} run(s) done")
+    return 0
 
 
 def cmd_status(args) -> int:

@@ -175,6 +175,42 @@ class Store:
                            "(process gone); redone' WHERE key=? AND status='running'", (k,))
         return len(stale)
 
+    def merge(self, path: str | Path) -> dict[str, int]:
+        """Copy another store's runs into this one (shards of a study run on several machines,
+        or in several sessions): runs this store lacks, with their status and result, and the
+        results of runs done there but not here. A run done in both keeps this store's result
+        (the same config: the key is its hash). A run ``running`` there is copied as
+        ``pending``: its process is on another machine, and this store's runner may take it.
+        Experiments and memberships are copied too. One transaction: all or nothing."""
+        if Path(path).resolve() == Path(self.path).resolve():
+            raise UsageError(f"{path}: cannot merge a store into itself")
+        _check_readable_store(path)
+        self.db.execute("ATTACH DATABASE ? AS other", (str(path),))
+        try:
+            with self.tx() as db:
+                counts = dict(zip(("added", "completed", "kept"), db.execute(
+                    "SELECT sum(h.key IS NULL), "
+                    "sum(h.key IS NOT NULL AND o.status='done' AND h.status!='done'), "
+                    "sum(h.key IS NOT NULL AND o.status='done' AND h.status='done') "
+                    "FROM other.runs o LEFT JOIN main.runs h ON h.key = o.key").fetchone(),
+                    strict=True))
+                db.execute(
+                    "INSERT INTO main.runs SELECT key, kind, config, "
+                    "CASE status WHEN 'running' THEN 'pending' ELSE status END, error, attempts, "
+                    "host, pid, started_at, finished_at, result FROM other.runs "
+                    "WHERE key NOT IN (SELECT key FROM main.runs)")
+                db.execute(
+                    "UPDATE main.runs SET (status, error, attempts, host, pid, started_at, "
+                    "finished_at, result) = (SELECT status, error, attempts, host, pid, "
+                    "started_at, finished_at, result FROM other.runs o WHERE o.key = runs.key) "
+                    "WHERE status != 'done' AND key IN "
+                    "(SELECT key FROM other.runs WHERE status = 'done')")
+                db.execute("INSERT OR IGNORE INTO main.memberships SELECT * FROM other.memberships")
+                db.execute("INSERT OR IGNORE INTO main.experiments SELECT * FROM other.experiments")
+        finally:
+            self.db.execute("DETACH DATABASE other")
+        return {k: int(v or 0) for k, v in counts.items()}
+
     # -- reading -------------------------------------------------------------------------
     def rows(self, study: str | None = None, status: str | None = None) -> list[Row]:
         sql = ("SELECT r.key, r.kind, r.config, r.status, r.error, r.attempts, r.host, r.pid, "
@@ -206,6 +242,25 @@ class Store:
 
     def studies(self) -> list[str]:
         return [s for (s,) in self.db.execute("SELECT DISTINCT study FROM memberships")]
+
+
+def _check_readable_store(path: str | Path) -> None:
+    """``path`` is a results store of this schema, checked read-only (nothing is created in a
+    file that is not one)."""
+    if not Path(path).is_file():
+        raise UsageError(f"{path}: no results store here")
+    try:
+        db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as e:
+        raise UsageError(f"{path}: not a perfstudy results store ({e})") from None
+    if row is None or int(row[0]) != SCHEMA_VERSION:
+        found = "no schema version" if row is None else f"schema v{row[0]}"
+        raise UsageError(f"{path}: {found}, this perfstudy reads results stores of schema "
+                         f"v{SCHEMA_VERSION}")
 
 
 def _row(t) -> Row:
