@@ -114,3 +114,22 @@ def test_svm_json(capsys):
     assert 80 < doc["test_acc"] <= 100
     assert 100 < doc["n_support"] <= 500
     assert doc["train_ms"] > 0 and doc["extra"]["predict_test_ms"] > 0
+
+
+def test_status_eta_splits_a_pack_s_time_among_its_runs(tmp_path, capsys):
+    from perfstudy.config import DLConfig
+    from perfstudy.results import RunResult
+    from perfstudy.store import Store
+    from perfstudy.study import Run
+
+    store = Store(tmp_path / "r.db")
+    cfgs = [DLConfig(lr=10.0 ** -k, seed=s) for k in (2, 3) for s in range(8)]
+    store.add("s", [Run("q", c) for c in cfgs])
+    for c in cfgs[:8]:  # one pack of 8 done: each run's span is the pack's 400 s
+        store.claim(c.key())
+        store.finish(c.key(), RunResult(kind="dl", config=c.to_dict(), extra={"pack_size": 8}))
+    store.db.execute("UPDATE runs SET started_at=1000, finished_at=1400 WHERE status='done'")
+    assert main(["status", "--db", str(tmp_path / "r.db"), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["done"], row["pending"]) == (8, 8)
+    assert row["eta_s"] == pytest.approx(400.0)  # 8 more runs, a pack's time; not 8 packs'

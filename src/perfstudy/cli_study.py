@@ -181,6 +181,13 @@ def cmd_merge(args) -> int:
     return 0
 
 
+def _share_of_wall(row) -> float:
+    """A done run's seconds of wall time, its pack's split evenly when it trained in one (each
+    packed run's own span is the whole pack's)."""
+    pack = (row.result.extra.get("pack_size") if row.result else None) or 1
+    return row.seconds / pack
+
+
 def cmd_status(args) -> int:
     store = Store(args.db, create=False)
     groups: dict[tuple[str, str], list] = defaultdict(list)
@@ -191,7 +198,7 @@ def cmd_status(args) -> int:
     report = []
     for (study, exp), rows in groups.items():
         counts = Counter(r.status for r in rows)
-        secs = [r.seconds for r in rows if r.status == "done" and r.seconds is not None]
+        secs = [_share_of_wall(r) for r in rows if r.status == "done" and r.seconds is not None]
         left = counts["pending"] + counts["interrupted"] + counts["running"]
         eta = sum(secs) / len(secs) * left if secs and left else (0.0 if not left else None)
         report.append({"study": study, "experiment": exp, "runs": len(rows),
