@@ -479,3 +479,21 @@ def test_store_with_two_studies(tmp_path):
     only_u = build_report(store, study="u")
     assert [t.id for t in only_u.tables() if t.id.endswith("svm")] == ["svm"]
     store.close()
+
+
+def test_time_to_accuracy_says_packed_runs_shared_the_gpu(tmp_path):
+    # the Q1(a) grid as measured on an H200 (docs/results/seed-q1a-h200): every run in a pack of 8
+    import shutil
+    from pathlib import Path
+
+    src = Path(__file__).parents[1] / "docs" / "results" / "seed-q1a-h200" / "store.db"
+    shutil.copy(src, tmp_path / "r.db")
+    report = build_report(Store(tmp_path / "r.db"))
+    for d in ("mnist", "fashion-mnist"):
+        notes = report.table(f"tta-{d}").notes
+        assert ("16 of 16 runs here trained in a pack (of 8 runs at once on one GPU): their "
+                "seconds are the pack's wall time") in " ".join(notes)
+    # ResNet-18, Adam, lr 1e-4, batch 32 on MNIST: 99.41 % validation at epoch 3 of its pack
+    t = report.table("tta-mnist")
+    assert t.text("Time to target (s)", Configuration="ResNet-18 · Adam · lr 0.0001 · batch 32") \
+        == "36.1"

@@ -88,6 +88,14 @@ def tta_tables(ctx: Context) -> tuple[list[Table], list[str]]:
         t.notes.append("Cumulative training seconds of the epochs up to the first one whose "
                        "validation accuracy reached the target (evaluation time excluded). "
                        "Times from different devices or budgets are not comparable.")
+        packed = [r for _, g in entries for r in g.done
+                  if (r.result.extra.get("pack_size") or 1) > 1]
+        if packed:
+            sizes = sorted({r.result.extra["pack_size"] for r in packed})
+            t.notes.append(f"{len(packed)} of {sum(len(g.done) for _, g in entries)} runs here "
+                           f"trained in a pack (of {', '.join(map(str, sizes))} runs at once on "
+                           "one GPU): their seconds are the pack's wall time, shared with the "
+                           "pack's other runs, not the time the run would take alone.")
         tables.append(t)
         done = [r for r in rows if r[3] is not None]
         if done:
