@@ -39,8 +39,14 @@ NO_CHECKPOINT = {"checkpoint_every_s": None, "checkpoint_saves": 0, "checkpoint_
 
 
 def curve_to_host(curve) -> list[dict]:
-    """A run's ``EpochStats`` so far, as plain values (``results.EpochStats(**d)`` reads them)."""
+    """A run's ``EpochStats`` so far, as plain values (:func:`curve_from_host` reads them)."""
     return [dataclasses.asdict(e) for e in curve]
+
+
+def curve_from_host(saved: list[dict]) -> list:
+    from perfstudy.results import EpochStats
+
+    return [EpochStats(**e) for e in saved]
 
 
 class Checkpoint:
@@ -91,6 +97,6 @@ class Checkpoint:
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
         try:
-            self.path.parent.rmdir()  # only if no other pack's checkpoint is there
+            self.path.parent.rmdir()  # only if no other run's or pack's checkpoint is there
         except OSError:
             pass

@@ -38,7 +38,13 @@ from pathlib import Path
 import torch
 
 from perfstudy import flops, provenance
-from perfstudy.checkpoint import CHECKPOINT_EVERY_S, NO_CHECKPOINT, Checkpoint, curve_to_host
+from perfstudy.checkpoint import (
+    CHECKPOINT_EVERY_S,
+    NO_CHECKPOINT,
+    Checkpoint,
+    curve_from_host,
+    curve_to_host,
+)
 from perfstudy.config import DLConfig
 from perfstudy.devices import peak_mb, reset_peak
 from perfstudy.engines.fused import FusedGroup
@@ -284,7 +290,7 @@ def train_pack(
     if saved is not None:  # resume after the saved epoch
         for g, state in zip(groups, saved["groups"], strict=True):
             g.load_state_dict(state)
-        curves = [[EpochStats(**e) for e in c] for c in saved["curves"]]
+        curves = [curve_from_host(c) for c in saved["curves"]]
         best = [BestEpoch.from_host(b, device) for b in saved["best"]]
         eval_ms, train_ms = list(saved["eval_ms"]), saved["train_ms"]
         wall_before_ms, done_epochs = saved["wall_ms"], saved["epoch"]

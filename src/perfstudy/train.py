@@ -14,7 +14,13 @@ import torch
 
 from perfstudy import data as datasets
 from perfstudy import provenance
-from perfstudy.checkpoint import CHECKPOINT_EVERY_S, NO_CHECKPOINT, Checkpoint, curve_to_host
+from perfstudy.checkpoint import (
+    CHECKPOINT_EVERY_S,
+    NO_CHECKPOINT,
+    Checkpoint,
+    curve_from_host,
+    curve_to_host,
+)
 from perfstudy.config import DLConfig
 from perfstudy.devices import peak_mb, reset_peak, resolve_device
 from perfstudy.engines import ENGINES, resolve_engine
@@ -77,7 +83,7 @@ def train_dl(
         optimizer.load_state_dict(saved["optimizer"])
         for g, state in zip(setup.generators, saved["generators"], strict=True):
             g.set_state(state)
-        curve = [EpochStats(**e) for e in saved["curve"]]
+        curve = curve_from_host(saved["curve"])
         best = BestEpoch.from_host(saved["best"], device)
         train_ms, eval_ms, done_epochs = saved["train_ms"], saved["eval_ms"], saved["epoch"]
     bar = progress.add(f"{cfg.model} {cfg.dataset} epochs", total=cfg.epochs)
