@@ -1,10 +1,13 @@
 """Where a packed training step's GPU time goes: kernels per step and their time, by kind.
 
-    PYTHONPATH=src python benchmarks/step_profile.py [--cases resnet50:16:8:8,...] [--compile]
-        [--steps 20] [--out FILE.md]
+    PYTHONPATH=src python benchmarks/step_profile.py [--cases resnet50:16:8:8,...]
+        [--compile | --compiled-only] [--steps 20] [--out FILE.md]
 
-Each case is ``model:batch:trials:streams`` built as ``benchmarks/engine.py`` builds a pack
-(``pack_trials``, ``fused_groups``). One untimed epoch of ``--steps`` steps, then the same
+Each case is ``model:batch:trials:streams[:options]`` built as ``benchmarks/engine.py`` builds
+a pack (``pack_trials``, ``fused_groups``) with the convolutions as ``packing.train_pack`` runs
+them; options, '+'-separated: ``batch`` (trials stacked along the batch), ``split`` (the
+channel layout's 3x3 convolutions one per trial), ``conv`` (1x1 convolutions as grouped
+convolutions instead of batched matmuls). One untimed epoch of ``--steps`` steps, then the same
 epoch under ``torch.profiler`` (CUDA activity: the kernels inside graph replays are recorded
 one by one). Per training step of one trial: kernel count and summed kernel time by kind, and
 the fraction of the wall time in which some kernel ran (kernels on different streams overlap,
@@ -26,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from engine import fused_groups, images, machine, pack_epoch, pack_trials, table  # noqa: E402
 
 from perfstudy.engines.resident import Source  # noqa: E402
+from perfstudy.packing import POINTWISE, SPATIAL  # noqa: E402
 
 # kernel-name fragments, first match wins
 KINDS = (
@@ -64,7 +68,7 @@ def busy_ms(intervals: list[tuple[float, float]]) -> float:
 
 
 def profile_case(
-    model: str, batch: int, trials: int, streams: int, steps: int, compile: bool, layout: str
+    model: str, batch: int, trials: int, streams: int, steps: int, compile: bool, opts: set
 ):
     device = torch.device("cuda")
     ds, x, y = images(batch, steps)
@@ -76,7 +80,9 @@ def profile_case(
         device,
         streams,
         compile=compile,
-        layout=layout,
+        layout="batch" if "batch" in opts else "channels",
+        spatial="split" if "split" in opts else SPATIAL,
+        pointwise="conv" if "conv" in opts else POINTWISE,
     )
     pack_epoch(groups)
     torch.cuda.synchronize()
@@ -123,9 +129,10 @@ def main() -> None:
     p.add_argument(
         "--cases",
         default="resnet50:16:8:8,resnet18:16:8:2",
-        help="model:batch:trials:streams[:batch] (batch: trials stacked along the batch)",
+        help="model:batch:trials:streams[:options], options '+'-separated: batch, split, conv",
     )
     p.add_argument("--compile", action="store_true", help="also each case through torch.compile")
+    p.add_argument("--compiled-only", action="store_true", help="only through torch.compile")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--out")
     args = p.parse_args()
@@ -135,15 +142,19 @@ def main() -> None:
 
     machine(torch.device("cuda"))
     for case in args.cases.split(","):
-        model, batch, trials, streams, *layout = case.split(":")
-        layout = layout[0] if layout else "channels"
-        for comp in (False, True) if args.compile else (False,):
+        model, batch, trials, streams, *rest = case.split(":")
+        opts = set(rest[0].split("+")) if rest else set()
+        modes = (True,) if args.compiled_only else (False, True) if args.compile else (False,)
+        for comp in modes:
             rows, summary = profile_case(
-                model, int(batch), int(trials), int(streams), args.steps, comp, layout
+                model, int(batch), int(trials), int(streams), args.steps, comp, opts
             )
             engine.emit(
                 f"### {model}, batch {batch}, {trials} trials on {streams} streams, "
-                f"stacked along {layout}" + (", torch.compile" if comp else "")
+                f"stacked along {'batch' if 'batch' in opts else 'channels'}"
+                + (", 3x3 convolutions one per trial" if "split" in opts else "")
+                + (", 1x1 as grouped convolutions" if "conv" in opts else "")
+                + (", torch.compile" if comp else "")
             )
             engine.emit()
             engine.emit(", ".join(f"{k}: {v:,.1f}" for k, v in summary.items()))
