@@ -45,7 +45,7 @@ from perfstudy.engines.resident import Source
 from perfstudy.evaluate import accuracy, to_device
 from perfstudy.models import build_model
 from perfstudy.optimizers import make_optimizer
-from perfstudy.packing import POINTWISE, SPATIAL, fused_group_size
+from perfstudy.packing import POINTWISE, fused_group_size
 from perfstudy.progress import NullProgress
 from perfstudy.provenance import cpu_model
 from perfstudy.timing import Timer
@@ -195,7 +195,6 @@ def bench_pack(
     pointwise: str = POINTWISE,
     compile: bool = False,
     layout: str = "channels",
-    spatial: str = SPATIAL,
 ) -> dict:
     """A pack of ``trials`` runs (``pack_trials``, ``fused_groups``); aggregate img/s."""
     ds, x, y = images(batch, steps)
@@ -214,7 +213,6 @@ def bench_pack(
             pointwise=pointwise,
             compile=compile,
             layout=layout,
-            spatial=spatial,
         )
     del models
     streams = len(groups)
@@ -341,9 +339,8 @@ def packing_table(args, device) -> None:
         tf = train_flops(model)
         steps = max(20, args.steps * 16 // batch)
         comp, fusion = "compile" in opts, "batch" if "batch" in opts else "channels"
-        spatial = "split" if "split" in opts else "grouped"
         v = guarded(
-            f"pack {n} streams {streams} {pointwise} {spatial} {layout} {fusion} compile={comp}",
+            f"pack {n} streams {streams} {pointwise} {layout} {fusion} compile={comp}",
             bench_pack,
             model,
             batch,
@@ -355,7 +352,6 @@ def packing_table(args, device) -> None:
             pointwise=pointwise,
             compile=comp,
             layout=fusion,
-            spatial=spatial,
         )
         rows.append(
             [
@@ -366,7 +362,6 @@ def packing_table(args, device) -> None:
                 n // streams,
                 fusion,
                 pointwise,
-                spatial if fusion == "channels" else "per trial",
                 layout.upper(),
                 "torch.compile" if comp else "eager",
                 fmt(v and v["img_s"]),
@@ -385,7 +380,6 @@ def packing_table(args, device) -> None:
             "trials per fused group",
             "trials stacked along",
             "1x1 convs",
-            "other convs",
             "layout",
             "step code",
             "img/s (all)",
@@ -578,8 +572,7 @@ def main() -> None:
         default="",
         help="packing variants, comma-separated "
         "model:batch:trials:streams:pointwise(conv|bmm):layout(nhwc|nchw)[:options], options "
-        "'+'-separated: compile (torch.compile), batch (trials stacked along the batch), "
-        "split (the channel layout's 3x3 convolutions one per trial)",
+        "'+'-separated: compile (torch.compile), batch (trials stacked along the batch)",
     )
     p.add_argument("--grid", action="store_true", help="estimate the Q1(a) grid's wall time")
     p.add_argument("--compile", action="store_true", help="also torch.compile modes")

@@ -4,14 +4,13 @@
         [--compile | --compiled-only] [--steps 20] [--out FILE.md]
 
 Each case is ``model:batch:trials:streams[:options]`` built as ``benchmarks/engine.py`` builds
-a pack (``pack_trials``, ``fused_groups``) with the convolutions as ``packing.train_pack`` runs
-them; options, '+'-separated: ``batch`` (trials stacked along the batch), ``split`` (the
-channel layout's 3x3 convolutions one per trial), ``conv`` (1x1 convolutions as grouped
-convolutions instead of batched matmuls). One untimed epoch of ``--steps`` steps, then the same
-epoch under ``torch.profiler`` (CUDA activity: the kernels inside graph replays are recorded
-one by one). Per training step of one trial: kernel count and summed kernel time by kind, and
-the fraction of the wall time in which some kernel ran (kernels on different streams overlap,
-so summed kernel time can exceed the wall time).
+a pack (``pack_trials``, ``fused_groups``), its 1x1 convolutions run as ``packing.train_pack``
+runs them (``packing.POINTWISE``); options, '+'-separated: ``batch`` (trials stacked along the
+batch), ``conv`` (1x1 convolutions as grouped convolutions). One untimed epoch of ``--steps``
+steps, then the same epoch under ``torch.profiler`` (CUDA activity: the kernels inside graph
+replays are recorded one by one). Per training step of one trial: kernel count and summed
+kernel time by kind, and the fraction of the wall time in which some kernel ran (kernels on
+different streams overlap, so summed kernel time can exceed the wall time).
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from engine import fused_groups, images, machine, pack_epoch, pack_trials, table  # noqa: E402
 
 from perfstudy.engines.resident import Source  # noqa: E402
-from perfstudy.packing import POINTWISE, SPATIAL  # noqa: E402
+from perfstudy.packing import POINTWISE  # noqa: E402
 
 # kernel-name fragments, first match wins
 KINDS = (
@@ -81,7 +80,6 @@ def profile_case(
         streams,
         compile=compile,
         layout="batch" if "batch" in opts else "channels",
-        spatial="split" if "split" in opts else SPATIAL,
         pointwise="conv" if "conv" in opts else POINTWISE,
     )
     pack_epoch(groups)
@@ -129,7 +127,7 @@ def main() -> None:
     p.add_argument(
         "--cases",
         default="resnet50:16:8:8,resnet18:16:8:2",
-        help="model:batch:trials:streams[:options], options '+'-separated: batch, split, conv",
+        help="model:batch:trials:streams[:options], options '+'-separated: batch, conv",
     )
     p.add_argument("--compile", action="store_true", help="also each case through torch.compile")
     p.add_argument("--compiled-only", action="store_true", help="only through torch.compile")
@@ -152,7 +150,6 @@ def main() -> None:
             engine.emit(
                 f"### {model}, batch {batch}, {trials} trials on {streams} streams, "
                 f"stacked along {'batch' if 'batch' in opts else 'channels'}"
-                + (", 3x3 convolutions one per trial" if "split" in opts else "")
                 + (", 1x1 as grouped convolutions" if "conv" in opts else "")
                 + (", torch.compile" if comp else "")
             )

@@ -225,36 +225,6 @@ def test_pointwise_convolutions_as_batched_matmuls_compute_the_same():
     assert _max_rel(out[1][1], out[0][1]) < 1e-9
 
 
-@pytest.mark.parametrize(("model", "channels_last"), [
-    ("resnet50", True), ("resnet18", True), ("resnet32", False)])
-def test_convolutions_one_per_trial_compute_what_the_grouped_one_does(model, channels_last):
-    # spatial="split": a 3x3 convolution as one dense convolution per trial on regrouped input;
-    # resnet50 has a stride-2 3x3 in its bottlenecks, resnet32 runs in NCHW here
-    models = [_model(_cfg(model=model, seed=s)) for s in (1, 2, 3)]
-    if channels_last:
-        for m in models:
-            m.to(memory_format=torch.channels_last)
-    torch.manual_seed(0)
-    x = torch.randn(3, 2, 1, 28, 28, dtype=torch.float64)
-    y = torch.randint(0, 10, (3, 2))
-    out = []
-    for spatial in ("grouped", "split"):
-        fused = FusedTrials(copy.deepcopy(models), "fp64", channels_last=channels_last,
-                            pointwise="bmm", spatial=spatial)
-        n_split = sum(getattr(m, "split", False) for m in fused.module.modules())
-        assert n_split == (0 if spatial == "grouped" else
-                           {"resnet50": 17, "resnet18": 17, "resnet32": 31}[model])
-        losses = fused.losses(x, y)
-        grads = torch.autograd.grad(losses.sum(), fused.params)
-        out.append((losses.detach(), dict(zip(fused.names, grads, strict=True)),
-                    fused.module.state_dict()))
-    assert torch.allclose(out[0][0], out[1][0], rtol=1e-12)
-    assert _max_rel(out[1][1], out[0][1]) < 1e-9
-    assert _max_rel(out[1][2], out[0][2]) < 1e-9  # BatchNorm statistics as well
-    with pytest.raises(ValueError, match="spatial must be one of"):
-        FusedTrials(models, "fp64", spatial="dense")
-
-
 @pytest.mark.parametrize("layout", ["channels", "batch"])
 def test_fused_group_trains_each_trial_as_the_fast_engine_alone(layout):
     # one Adam trial on MNIST and one SGD trial on Fashion-MNIST in one fused group; 20 images
@@ -313,11 +283,10 @@ def test_runs_that_cannot_pack_train_alone():
 
 @cuda
 @pytest.mark.usefixtures("deterministic_kernels")
-@pytest.mark.parametrize(("pointwise", "layout", "compile", "spatial"), [
-    ("conv", "channels", False, "grouped"), ("bmm", "channels", False, "grouped"),
-    ("bmm", "channels", True, "grouped"), ("bmm", "batch", False, "grouped"),
-    ("bmm", "channels", False, "split"), ("bmm", "channels", True, "split")])
-def test_graphed_fused_group_matches_the_fast_engine_alone(pointwise, layout, compile, spatial):
+@pytest.mark.parametrize(("pointwise", "layout", "compile"), [
+    ("conv", "channels", False), ("bmm", "channels", False), ("bmm", "channels", True),
+    ("bmm", "batch", False)])
+def test_graphed_fused_group_matches_the_fast_engine_alone(pointwise, layout, compile):
     # SGD trials, compared to rounding. (Adam is left to the CPU test: on the GPU a grouped
     # and a plain convolution give weights whose true gradient is 0 gradients of 1e-20 noise
     # of different signs, and Adam's m / sqrt(v) turns each into a full +-lr step.)
@@ -327,7 +296,7 @@ def test_graphed_fused_group_matches_the_fast_engine_alone(pointwise, layout, co
     sources = _sources(cfgs)
     group = FusedGroup(cfgs, [_model(c, device=dev) for c in cfgs], sources, dev,
                        precision="fp64", channels_last=True, graph=True, pointwise=pointwise,
-                       layout=layout, compile=compile, spatial=spatial)
+                       layout=layout, compile=compile)
     assert group.graph is not None
     losses = [_epoch(group) for _ in range(2)]
     for t, (c, s) in enumerate(zip(cfgs, sources, strict=True)):

@@ -68,7 +68,6 @@ GROUP_TRAIN_GFLOP = 175
 COMPILED_GROUP = 4
 COMPILED_GROUP_MAX_TRIAL_GFLOP = 210
 POINTWISE = "bmm"  # 1x1 convolutions of a fused group as batched matmuls (engines.fused)
-SPATIAL = "grouped"  # its other convolutions: one grouped convolution (engines.fused.SPATIAL)
 # The largest pack measured; aggregate throughput had flattened (ResNet-18 at batch 16:
 # 17,223 img/s with 8 trials, 19,923-23,807 with 16)
 MAX_PACK = 16
@@ -211,7 +210,6 @@ def train_pack(
     channels_last: bool = True,
     graph: bool | None = None,
     pointwise: str = POINTWISE,
-    spatial: str = SPATIAL,
     compile: bool = False,
     layout: str = "channels",
     checkpoint: str | Path | None = None,
@@ -224,8 +222,7 @@ def train_pack(
     groups of :func:`fused_group_size`. ``device`` defaults to CUDA; CPU (eager, no graph) is
     for tests. ``precision`` fp32/fp64 is for tests too. ``compile``: each group's forward and
     loss through ``torch.compile`` (``engines.fused.compiled_trial_losses``); ``layout``: how
-    trials are stacked (``engines.fused.LAYOUTS``); ``pointwise`` and ``spatial``: how its
-    convolutions run (``engines.fused.FusedConv2d``). ``checkpoint``: a file to save the
+    trials are stacked (``engines.fused.LAYOUTS``). ``checkpoint``: a file to save the
     training state to every ``checkpoint_every_s`` seconds (at the end of an epoch) and to
     resume from, if it holds this pack's state (``perfstudy.checkpoint``).
     """
@@ -273,7 +270,6 @@ def train_pack(
                 channels_last=channels_last,
                 graph=graph,
                 pointwise=pointwise,
-                spatial=spatial,
                 compile=compile,
                 layout=layout,
             )
@@ -364,9 +360,6 @@ def train_pack(
         }[layout],
         "compiled": "torch.compile (Inductor) forward and loss" if compile else False,
         "pointwise_convs": {"bmm": "batched matmul", "conv": "grouped convolution"}[pointwise],
-        "spatial_convs": "grouped convolution"
-        if layout == "channels" and spatial == "grouped"
-        else "one per trial",
         "pack_size": n,
         "pack_streams": len(groups),
         "fused_group_sizes": [len(m) for m in members],

@@ -60,28 +60,15 @@ CHANNELWISE = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Ide
 class FusedConv2d(StackedConv2d):
     """T convolutions as one grouped convolution; 1x1 ones optionally as one batched matrix
     product (``pointwise="bmm"``), which cuBLAS runs faster than cuDNN's grouped 1x1 kernels
-    on some shapes (docs/performance.md). ``spatial="split"``: the other convolutions as one
-    dense convolution per trial on a copy of the input regrouped trial by trial, instead of one
-    grouped convolution (cuDNN runs a channels_last grouped convolution by slicing each group's
-    channels out with a slow copy kernel of its own: docs/performance.md)."""
+    on some shapes (docs/performance.md)."""
 
-    def __init__(
-        self,
-        convs: Sequence[nn.Conv2d],
-        channels_last: bool,
-        pointwise: str = "conv",
-        spatial: str = "grouped",
-    ):
+    def __init__(self, convs: Sequence[nn.Conv2d], channels_last: bool, pointwise: str = "conv"):
         super().__init__(convs, channels_last)
-        self.channels_last = channels_last
         self.bmm = pointwise == "bmm" and len(convs) > 1 and self.is_pointwise
-        self.split = spatial == "split" and len(convs) > 1 and not self.bmm
 
     def forward(self, x: Tensor) -> Tensor:
         if self.bmm:
             return self._pointwise(x)
-        if self.split:
-            return self._split(x)
         t, o = self.weight.shape[:2]
         w = self.weight.reshape(t * o, *self.weight.shape[2:])
         b = None if self.bias is None else self.bias.reshape(-1)
@@ -98,35 +85,6 @@ class FusedConv2d(StackedConv2d):
         b, _, h, w = x.shape
         xt = x.permute(0, 2, 3, 1).reshape(b * h * w, t, c).transpose(0, 1)  # (T, BHW, C)
         return self.matmul(xt).transpose(0, 1).reshape(b, h, w, t * o).permute(0, 3, 1, 2)
-
-    def _split(self, x: Tensor) -> Tensor:
-        """One dense convolution per trial. The input is copied once into trial-major blocks
-        (each trial's (B, C, H, W) contiguous in the activations' memory format); the outputs
-        are written back side by side along channels by one stack."""
-        t = self.weight.shape[0]
-        b, tc, h, w = x.shape
-        c = tc // t
-        if self.channels_last:  # (B, H, W, T, C) in memory -> (T, B, H, W, C)
-            blocks = x.permute(0, 2, 3, 1).reshape(b, h, w, t, c).permute(3, 0, 1, 2, 4)
-            blocks = [blk.permute(0, 3, 1, 2) for blk in blocks.contiguous()]
-        else:
-            blocks = list(x.reshape(b, t, c, h, w).transpose(0, 1).contiguous())
-        outs = [
-            F.conv2d(
-                blocks[i],
-                self.weight[i],
-                None if self.bias is None else self.bias[i],
-                self.stride,
-                self.padding,
-                self.dilation,
-                self.groups,
-            )
-            for i in range(t)
-        ]
-        if not self.channels_last:
-            return torch.cat(outs, 1)
-        y = torch.stack([o.permute(0, 2, 3, 1) for o in outs], 3)  # (B, H, W, T, O)
-        return y.reshape(*y.shape[:3], -1).permute(0, 3, 1, 2)
 
 
 class FusedBatchNorm2d(StackedBatchNorm2d):
@@ -181,7 +139,6 @@ class FusedResizeInput(nn.Module):
 
 
 POINTWISE = ("conv", "bmm")
-SPATIAL = ("grouped", "split")  # the channel layout's other convolutions (FusedConv2d)
 # channels: HFTA's layout, (B, T*C, H, W), grouped convolutions; batch: (T*B, C, H, W),
 # engines.fused_batch (per-image layers unchanged, per-trial dense convolutions)
 LAYOUTS = ("channels", "batch")
@@ -189,7 +146,7 @@ PER_IMAGE = (*CHANNELWISE, PadShortcut, ResizeInput)  # per-trial as they are in
 
 
 def _fuse_leaf(
-    mods: Sequence[nn.Module], channels_last: bool, pointwise: str, layout: str, spatial: str
+    mods: Sequence[nn.Module], channels_last: bool, pointwise: str, layout: str
 ) -> nn.Module | None:
     """The fused version of one leaf layer across trials; None: kept as is (it is channel-wise,
     or per-image in the batch layout)."""
@@ -201,7 +158,7 @@ def _fuse_leaf(
     elif isinstance(m, CHANNELWISE):
         return None
     elif type(m) is nn.Conv2d:
-        new = FusedConv2d(mods, channels_last, pointwise, spatial)
+        new = FusedConv2d(mods, channels_last, pointwise)
     elif type(m) is nn.BatchNorm2d:
         new = FusedBatchNorm2d(mods)
     elif type(m) is nn.Linear:
@@ -222,12 +179,10 @@ def fuse_models(
     channels_last: bool = True,
     pointwise: str = "conv",
     layout: str = "channels",
-    spatial: str = "grouped",
 ) -> nn.Module:
     """One module that computes all ``models`` (same architecture) at once; parameters and
     buffers stacked (T, ...) under the models' own names. ``layout`` channels: input
-    (B, T*C, H, W), output (B, T*classes); batch: input (T*B, C, H, W), output (T*B, classes).
-    ``pointwise`` and ``spatial``: how the channel layout runs convolutions (FusedConv2d)."""
+    (B, T*C, H, W), output (B, T*classes); batch: input (T*B, C, H, W), output (T*B, classes)."""
     fused = copy.deepcopy(models[0])
     for name, mod in models[0].named_modules():
         if list(mod.children()):
@@ -235,7 +190,7 @@ def fuse_models(
                 raise ValueError(f"cannot fuse {name}: a container with its own parameters")
             continue
         mods = [m.get_submodule(name) for m in models]
-        new = _fuse_leaf(mods, channels_last, pointwise, layout, spatial)
+        new = _fuse_leaf(mods, channels_last, pointwise, layout)
         if new is not None:
             parent, _, child = name.rpartition(".")
             setattr(fused.get_submodule(parent) if parent else fused, child, new)
@@ -284,7 +239,6 @@ class FusedTrials:
         pointwise: str = "conv",
         compile: bool = False,
         layout: str = "channels",
-        spatial: str = "grouped",
     ):
         if precision not in FUSED_PRECISIONS:
             raise ValueError(f"precision must be one of {FUSED_PRECISIONS}, got {precision!r}")
@@ -292,12 +246,10 @@ class FusedTrials:
             raise ValueError(f"pointwise must be one of {POINTWISE}, got {pointwise!r}")
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-        if spatial not in SPATIAL:
-            raise ValueError(f"spatial must be one of {SPATIAL}, got {spatial!r}")
         self.trials, self.precision, self.channels_last = len(models), precision, channels_last
         self.layout = layout
         self.forward = compiled_trial_losses() if compile else trial_losses
-        self.module = fuse_models(models, channels_last, pointwise, layout, spatial)
+        self.module = fuse_models(models, channels_last, pointwise, layout)
         named = list(self.module.named_parameters())
         self.names = [n for n, _ in named]
         self.params: list[Tensor] = [p for _, p in named]
@@ -477,7 +429,6 @@ class FusedGroup:
         pointwise: str = "conv",
         compile: bool = False,
         layout: str = "channels",
-        spatial: str = "grouped",
     ):
         self.cfgs, self.device = list(cfgs), torch.device(device)
         graph = self.device.type == "cuda" if graph is None else graph
@@ -489,9 +440,7 @@ class FusedGroup:
         if channels_last:
             for m in models:
                 m.to(memory_format=torch.channels_last)
-        self.model = FusedTrials(
-            models, precision, channels_last, pointwise, compile, layout, spatial
-        )
+        self.model = FusedTrials(models, precision, channels_last, pointwise, compile, layout)
         # an ordinary fp32 model to evaluate trials with, as the trainer evaluates its model
         self.template = copy.deepcopy(models[0]).float()
         self.optimizer = FusedOptimizer(self.model.params, cfgs)
