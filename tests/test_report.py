@@ -437,6 +437,22 @@ def test_cli_report(store, tmp_path, capsys):
     assert "no results store here" in capsys.readouterr().err
 
 
+def test_pin_memory_is_shown_as_not_applicable_where_the_runs_say_so(tmp_path):
+    """Runs of the fast engine record pin_memory "n/a" (no DataLoader): the Q1(a) table says
+    n/a, not the configured True, and a note says why; a plain-engine run keeps its value."""
+    store = Store(tmp_path / "pin.db")
+    for opt, note in (("sgd", "n/a (data resident on GPU)"), ("adam", None)):
+        cfg = DLConfig(dataset="mnist", model="resnet18", optimizer=opt, batch_size=16)
+        result = dl_result(cfg, 99.0, 10, [98.5, 99.0], "cuda")
+        if note:
+            result.extra["pin_memory"] = note
+        finish(store, "p", [Run("q1a", cfg)], result)
+    t = build_report(store).table("q1a")
+    assert t.column("pin_memory") == ["n/a", "True"]  # rows: SGD, then Adam
+    assert any(n.startswith("pin_memory n/a: these runs kept their data on the GPU")
+               for n in t.notes)
+
+
 def test_partial_store_without_plots_data(tmp_path):
     """Only pending runs and FLOPs counts: every table still renders, figures are skipped."""
     store = Store(tmp_path / "p.db")

@@ -91,6 +91,22 @@ def _pooled(groups: list[Group]) -> float | None:
 
 
 # -- Q1(a) -------------------------------------------------------------------------------------
+PIN_NA = "n/a"
+PIN_NA_NOTE = ("pin_memory n/a: these runs kept their data on the GPU (the fast engine, "
+               "packed or alone), with no DataLoader, so the setting had no effect; results.csv "
+               "keeps the configured value.")
+
+
+def pin_text(g: Group) -> str:
+    """The pin_memory cell: the configured value, or n/a where every finished run says the
+    setting did not apply (its ``extra["pin_memory"]`` note, e.g. "n/a (data resident on
+    GPU)")."""
+    notes = [r.result.extra.get("pin_memory") for r in g.done]
+    if notes and all(isinstance(n, str) and n.startswith("n/a") for n in notes):
+        return PIN_NA
+    return labels.value("pin_memory", g.config.get("pin_memory"))
+
+
 def q1a_tables(exp: Experiment, ctx: Context) -> list[Table]:
     out = []
     for dataset, groups in panels(exp):
@@ -121,10 +137,11 @@ def q1a_tables(exp: Experiment, ctx: Context) -> list[Table]:
                     seed = ctx.ref.q1a_acc(g.config) if g else None
                     cells += list(seed_cells(s, seed, cell_yardstick(g, s, pooled)
                                              if g else None))
-            pins = ordered(in_row, lambda g: g.config.get("pin_memory"))
-            cells.append(" / ".join(labels.value("pin_memory", p) for p in pins))
+            cells.append(" / ".join(ordered(in_row, pin_text)))
             t.add(cells)
         t.notes.append("Yardstick: " + panel_yardstick(groups).text + ".")
+        if any(pin_text(g) == PIN_NA for g in groups):
+            t.notes.append(PIN_NA_NOTE)
         if has_seed:
             note = budget_note(exp, ctx.ref.budget.get("q1a", {}).get("epochs", 10), "")
             if note:
