@@ -68,6 +68,21 @@ def test_no_data_and_no_network(tmp_path):
     assert "mnist" in r.stderr and "download" in r.stderr.lower()
 
 
+def test_a_study_without_its_data_stops_before_any_run(tmp_path):
+    # one line and exit 2, the runs left pending (not one failed run per config)
+    env = {"PERFSTUDY_DATA_DIR": str(tmp_path / "empty"), "HOME": str(tmp_path),
+           "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+           "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    db = tmp_path / "r.db"
+    r = run_cli("run", str(QUICK), "--only", "q1a", "--db", str(db), "--quiet", env=env)
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("perfstudy: error: fashion-mnist not found in ")
+    s = run_cli("status", "--db", str(db), "--json", env=env)
+    (row,) = json.loads(s.stdout)
+    assert row["failed"] == 0 and row["done"] == 0 and row["pending"] == row["runs"] > 0
+
+
 def test_data_check_json(capsys):
     assert main(["data", "check", "--dataset", "mnist", "--json"]) == 0
     (doc,) = json.loads(capsys.readouterr().out)

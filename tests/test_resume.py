@@ -85,7 +85,8 @@ def test_sigkill_mid_run_then_resume(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_marks_the_run_interrupted(tmp_path, sig):
-    (tmp_path / "s.yaml").write_text(STUDY)
+    # a run long enough (~10 s on 2 cores) that the signal surely lands inside it
+    (tmp_path / "s.yaml").write_text(STUDY.replace("train_subset: 200", "train_subset: 3000"))
     proc = start(tmp_path, "--only", "tiny", "--filter", "seed=0")
     wait_for(tmp_path, lambda rows: rows[0][1] == "running")
     time.sleep(1.0)

@@ -8,6 +8,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 
+from perfstudy import data
 from perfstudy import study as studies
 from perfstudy.checkpoint import CHECKPOINT_EVERY_S
 from perfstudy.errors import UsageError
@@ -124,6 +125,7 @@ def cmd_run(args) -> int:
         print(f"study {study.name}: nothing to train — {skipped} of {p.total} runs, "
               f"in {args.db}", file=say)
         return 1 if p.failed else 0
+    find_data(p.todo, args.data_dir)
     print(f"study {study.name}: {p.total} runs; {skipped}; {len(p.todo)} to run "
           f"-> {args.db}", file=say)
     t0 = time.perf_counter()
@@ -142,6 +144,14 @@ def cmd_run(args) -> int:
           + (f"; see `perfstudy runs --db {args.db} --filter status=failed`" if out.failed
              else ""), file=say)
     return 1 if failed_total else 0
+
+
+def find_data(runs, data_dir) -> None:
+    """Find (or download) every dataset the runs will read before the first one starts: data
+    that cannot be found is one error (exit 2), not one failed run per config. Each run still
+    loads and verifies its files itself."""
+    for name in sorted({r.config.dataset for r in runs if hasattr(r.config, "dataset")}):
+        data.locate(name, data_dir)
 
 
 def _dry_run(study, runs) -> int:
