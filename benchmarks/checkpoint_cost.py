@@ -18,10 +18,10 @@ import argparse
 import os
 
 import torch
-from engine import DATASET, machine, pack_trials  # benchmarks/engine.py, beside this file
 
-from perfstudy.packing import train_pack
-from perfstudy.train import train_dl
+from engine import DATASET, machine, pack_trials  # benchmarks/engine.py, beside this file
+from perfstudy.dl.packing import train_pack
+from perfstudy.dl.train import train_dl
 
 
 def _train(cfgs, device, path: str, every_s: float):

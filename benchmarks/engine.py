@@ -2,7 +2,7 @@
 
     PYTHONPATH=src python benchmarks/engine.py [--models resnet18,resnet32,resnet50]
         [--batches 16,32,256] [--steps 200] [--pack-sizes 8] [--grid] [--compile]
-        [--pack-cases resnet50:16:8:8:conv:nhwc,...] [--out FILE.md]
+        [--pack-cases resnet50:16:8:8:nhwc[:compile],...] [--out FILE.md]
     PYTHONPATH=src python benchmarks/engine.py --cpu [--cpu-models resnet32,resnet18]
 
 Everything runs in one process, on Fashion-MNIST's training images, Adam (lr 1e-3), native
@@ -34,21 +34,19 @@ import traceback
 
 import torch
 
-from perfstudy import flops
-from perfstudy.config import DLConfig
+from perfstudy.config import ENGINES, DLConfig
 from perfstudy.data import load
-from perfstudy.devices import peak_mb, reset_peak
-from perfstudy.engines import ENGINES
-from perfstudy.engines.fast import build
-from perfstudy.engines.fused import FusedGroup
-from perfstudy.engines.resident import Source
-from perfstudy.evaluate import accuracy, to_device
-from perfstudy.models import build_model
-from perfstudy.optimizers import make_optimizer
-from perfstudy.packing import POINTWISE, fused_group_size
+from perfstudy.dl import flops
+from perfstudy.dl.device import Timer, peak_mb, reset_peak
+from perfstudy.dl.engines.fast import build
+from perfstudy.dl.engines.fused import FusedGroup
+from perfstudy.dl.engines.resident import Source
+from perfstudy.dl.evaluate import accuracy, to_device
+from perfstudy.dl.models import build_model
+from perfstudy.dl.optimizers import make_optimizer
+from perfstudy.dl.packing import fused_group_size
 from perfstudy.progress import NullProgress
 from perfstudy.provenance import cpu_model
-from perfstudy.timing import Timer
 
 DATASET = "fashion-mnist"
 LINES: list[str] = []  # the markdown written to --out
@@ -115,7 +113,28 @@ def _cfg(model: str, batch: int, **kw) -> DLConfig:
     return DLConfig(**{**base, **kw})
 
 
-def bench_engine(model: str, batch: int, steps: int, device, engine: str, **kw) -> dict:
+# How the fast engine's step runs: eager, the hand-made whole-step graph (the engine's choice),
+# torch.compile(mode="reduce-overhead") of the model (its own CUDA graphs, optimizer step
+# eager), or torch.compile's kernels inside the hand-made graph
+MODES = ("eager", "graph", "compile", "compile+graph")
+
+
+def mode_options(mode: str, net) -> dict:
+    """``engines.fast.build`` options for one of ``MODES``."""
+    if mode == "compile":
+        compiled = torch.compile(net, mode="reduce-overhead")
+
+        def forward(x):
+            torch.compiler.cudagraph_mark_step_begin()
+            return compiled(x)
+
+        return {"graph": False, "forward": forward}
+    if mode == "compile+graph":
+        return {"graph": True, "forward": torch.compile(net)}
+    return {"graph": mode == "graph"}
+
+
+def bench_engine(model: str, batch: int, steps: int, device, engine: str, mode="graph") -> dict:
     """One engine, one model, one batch size: setup time, then a warm and a timed epoch."""
     ds, x, y = images(batch, steps)
     cfg = _cfg(model, batch, device=device.type)
@@ -127,10 +146,10 @@ def bench_engine(model: str, batch: int, steps: int, device, engine: str, **kw) 
         if engine == "plain":
             s = ENGINES.get("plain")(cfg, net, opt, x, y, ds.mean, ds.std, device, NullProgress())
         else:
-            s = build(cfg, net, opt, x, y, ds.mean, ds.std, device, **kw)
-    s.runner.train_epoch(1)
+            s = build(cfg, net, opt, x, y, ds.mean, ds.std, device, **mode_options(mode, net))
+    s.train_epoch(1)
     with Timer(device) as t:
-        loss = s.runner.train_epoch(2)
+        loss = s.train_epoch(2)
     return {
         "img_s": len(y) / (t.ms / 1e3),
         "ms_step": t.ms / steps,
@@ -192,9 +211,7 @@ def bench_pack(
     streams: int | None,
     precision: str = "bf16",
     channels_last: bool = True,
-    pointwise: str = POINTWISE,
     compile: bool = False,
-    layout: str = "channels",
 ) -> dict:
     """A pack of ``trials`` runs (``pack_trials``, ``fused_groups``); aggregate img/s."""
     ds, x, y = images(batch, steps)
@@ -210,9 +227,7 @@ def bench_pack(
             streams,
             precision=precision,
             channels_last=channels_last,
-            pointwise=pointwise,
             compile=compile,
-            layout=layout,
         )
     del models
     streams = len(groups)
@@ -330,17 +345,16 @@ def gpu_tables(args, device) -> None:
 
 def packing_table(args, device) -> None:
     """Ways to pack the same trials: one fused model, fused groups on CUDA streams, or one graph
-    per trial on its own stream; 1x1 convolutions as grouped convolutions or batched matmuls;
-    channels_last (NHWC) or NCHW activations."""
+    per trial on its own stream; channels_last (NHWC) or NCHW activations; eager or compiled."""
     emit("## Packing variants (aggregate img/s over all trials)")
     emit()
     rows = []
-    for model, batch, n, streams, pointwise, layout, opts in args.pack_cases:
+    for model, batch, n, streams, layout, opts in args.pack_cases:
         tf = train_flops(model)
         steps = max(20, args.steps * 16 // batch)
-        comp, fusion = "compile" in opts, "batch" if "batch" in opts else "channels"
+        comp = "compile" in opts
         v = guarded(
-            f"pack {n} streams {streams} {pointwise} {layout} {fusion} compile={comp}",
+            f"pack {n} streams {streams} {layout} compile={comp}",
             bench_pack,
             model,
             batch,
@@ -349,9 +363,7 @@ def packing_table(args, device) -> None:
             n,
             streams,
             channels_last=layout == "nhwc",
-            pointwise=pointwise,
             compile=comp,
-            layout=fusion,
         )
         rows.append(
             [
@@ -360,8 +372,6 @@ def packing_table(args, device) -> None:
                 n,
                 streams,
                 n // streams,
-                fusion,
-                pointwise,
                 layout.upper(),
                 "torch.compile" if comp else "eager",
                 fmt(v and v["img_s"]),
@@ -378,8 +388,6 @@ def packing_table(args, device) -> None:
             "trials",
             "streams",
             "trials per fused group",
-            "trials stacked along",
-            "1x1 convs",
             "layout",
             "step code",
             "img/s (all)",
@@ -506,8 +514,8 @@ def cpu_tables(args) -> None:
                 prepare = ENGINES.get(engine)
                 s = prepare(cfg, net, opt, x, y, ds.mean, ds.std, device, NullProgress())
             else:
-                s = build(cfg, net, opt, x, y, ds.mean, ds.std, device, mode="eager", **kw)
-            runners[name] = s.runner
+                s = build(cfg, net, opt, x, y, ds.mean, ds.std, device, graph=False, **kw)
+            runners[name] = s
         times = {name: [] for name in variants}
         for r in range(args.cpu_rounds):
             for name, runner in runners.items():
@@ -571,8 +579,7 @@ def main() -> None:
         "--pack-cases",
         default="",
         help="packing variants, comma-separated "
-        "model:batch:trials:streams:pointwise(conv|bmm):layout(nhwc|nchw)[:options], options "
-        "'+'-separated: compile (torch.compile), batch (trials stacked along the batch)",
+        "model:batch:trials:streams:layout(nhwc|nchw)[:compile]",
     )
     p.add_argument("--grid", action="store_true", help="estimate the Q1(a) grid's wall time")
     p.add_argument("--compile", action="store_true", help="also torch.compile modes")
@@ -580,7 +587,7 @@ def main() -> None:
     p.add_argument(
         "--compile-modes",
         default="compile,compile+graph",
-        help="fast-engine modes with torch.compile (engines.fast.MODES)",
+        help="fast-engine step modes with torch.compile (MODES)",
     )
     p.add_argument("--compile-batches", default="16")
     p.add_argument("--cpu", action="store_true", help="CPU variants instead of GPU tables")
@@ -599,8 +606,8 @@ def main() -> None:
     args.compile_batches = [int(b) for b in args.compile_batches.split(",")]
     args.cpu_models = args.cpu_models.split(",")
     args.pack_cases = [
-        (m, int(b), int(n), int(st), pw, lay, set("+".join(rest).split("+")))
-        for m, b, n, st, pw, lay, *rest in (c.split(":") for c in args.pack_cases.split(",") if c)
+        (m, int(b), int(n), int(st), lay, set(rest))
+        for m, b, n, st, lay, *rest in (c.split(":") for c in args.pack_cases.split(",") if c)
     ]
 
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")

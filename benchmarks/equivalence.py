@@ -18,7 +18,7 @@ import sys
 from collections import defaultdict
 
 from perfstudy.errors import UsageError
-from perfstudy.store import Store
+from perfstudy.study.store import Store
 
 IGNORED = {"engine", "seed", "pin_memory", "num_workers"}
 

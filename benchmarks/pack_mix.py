@@ -32,14 +32,12 @@ def main() -> None:
         os.environ["CUDA_DEVICE_MAX_CONNECTIONS"] = str(args.connections)
 
     import torch
-    from engine import fused_groups, pack_trials  # benchmarks/engine.py, beside this file
 
+    from engine import fused_groups, pack_trials  # benchmarks/engine.py, beside this file
     from perfstudy.data import load
-    from perfstudy.devices import peak_mb, reset_peak
-    from perfstudy.engines.resident import Source
-    from perfstudy.flops import count
-    from perfstudy.packing import POINTWISE
-    from perfstudy.timing import Timer
+    from perfstudy.dl.device import Timer, peak_mb, reset_peak
+    from perfstudy.dl.engines.resident import Source
+    from perfstudy.dl.flops import count
 
     device = torch.device(os.environ.get("PACK_MIX_DEVICE", "cuda"))  # cpu: a smoke test
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -54,7 +52,7 @@ def main() -> None:
         batch, trials = int(batch), int(trials)
         src = Source(ds.train.x[:n_img], ds.train.y[:n_img], ds.mean, ds.std)
         cfgs, models = pack_trials(model, batch, trials, device)
-        groups += fused_groups(cfgs, models, src, device, pointwise=POINTWISE)
+        groups += fused_groups(cfgs, models, src, device)
         flop += trials * n_img * count(model, "native").train_flops
     setup_s = time.perf_counter() - t0
     trials_total = sum(len(g.cfgs) for g in groups)

@@ -3,13 +3,11 @@
     PYTHONPATH=src python benchmarks/step_profile.py [--cases resnet50:16:8:8,...]
         [--compile | --compiled-only] [--steps 20] [--out FILE.md]
 
-Each case is ``model:batch:trials:streams[:options]`` built as ``benchmarks/engine.py`` builds
-a pack (``pack_trials``, ``fused_groups``), its 1x1 convolutions run as ``packing.train_pack``
-runs them (``packing.POINTWISE``); options, '+'-separated: ``batch`` (trials stacked along the
-batch), ``conv`` (1x1 convolutions as grouped convolutions). One untimed epoch of ``--steps``
-steps, then the same epoch under ``torch.profiler`` (CUDA activity: the kernels inside graph
-replays are recorded one by one). Per training step of one trial: kernel count and summed
-kernel time by kind, and the fraction of the wall time in which some kernel ran (kernels on
+Each case is ``model:batch:trials:streams`` built as ``benchmarks/engine.py`` builds a pack
+(``pack_trials``, ``fused_groups``), as ``dl.packing.train_pack`` trains it. One untimed epoch
+of ``--steps`` steps, then the same epoch under ``torch.profiler`` (CUDA activity: the kernels
+inside graph replays are recorded one by one). Per training step of one trial: kernel count and
+summed kernel time by kind, and the fraction of the wall time in which some kernel ran (kernels on
 different streams overlap, so summed kernel time can exceed the wall time).
 """
 
@@ -26,9 +24,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).parent))
 from engine import fused_groups, images, machine, pack_epoch, pack_trials, table  # noqa: E402
-
-from perfstudy.engines.resident import Source  # noqa: E402
-from perfstudy.packing import POINTWISE  # noqa: E402
+from perfstudy.dl.engines.resident import Source  # noqa: E402
 
 # kernel-name fragments, first match wins
 KINDS = (
@@ -66,9 +62,7 @@ def busy_ms(intervals: list[tuple[float, float]]) -> float:
     return total / 1e3
 
 
-def profile_case(
-    model: str, batch: int, trials: int, streams: int, steps: int, compile: bool, opts: set
-):
+def profile_case(model: str, batch: int, trials: int, streams: int, steps: int, compile: bool):
     device = torch.device("cuda")
     ds, x, y = images(batch, steps)
     cfgs, models = pack_trials(model, batch, trials, device)
@@ -79,8 +73,6 @@ def profile_case(
         device,
         streams,
         compile=compile,
-        layout="batch" if "batch" in opts else "channels",
-        pointwise="conv" if "conv" in opts else POINTWISE,
     )
     pack_epoch(groups)
     torch.cuda.synchronize()
@@ -127,7 +119,7 @@ def main() -> None:
     p.add_argument(
         "--cases",
         default="resnet50:16:8:8,resnet18:16:8:2",
-        help="model:batch:trials:streams[:options], options '+'-separated: batch, conv",
+        help="model:batch:trials:streams, comma-separated",
     )
     p.add_argument("--compile", action="store_true", help="also each case through torch.compile")
     p.add_argument("--compiled-only", action="store_true", help="only through torch.compile")
@@ -140,19 +132,13 @@ def main() -> None:
 
     machine(torch.device("cuda"))
     for case in args.cases.split(","):
-        model, batch, trials, streams, *rest = case.split(":")
-        opts = set(rest[0].split("+")) if rest else set()
+        model, batch, trials, streams = case.split(":")
         modes = (True,) if args.compiled_only else (False, True) if args.compile else (False,)
         for comp in modes:
-            rows, summary = profile_case(
-                model, int(batch), int(trials), int(streams), args.steps, comp, opts
-            )
-            engine.emit(
-                f"### {model}, batch {batch}, {trials} trials on {streams} streams, "
-                f"stacked along {'batch' if 'batch' in opts else 'channels'}"
-                + (", 1x1 as grouped convolutions" if "conv" in opts else "")
-                + (", torch.compile" if comp else "")
-            )
+            rows, summary = profile_case(model, int(batch), int(trials), int(streams),
+                                         args.steps, comp)
+            engine.emit(f"### {model}, batch {batch}, {trials} trials on {streams} streams"
+                        + (", torch.compile" if comp else ""))
             engine.emit()
             engine.emit(", ".join(f"{k}: {v:,.1f}" for k, v in summary.items()))
             engine.emit()

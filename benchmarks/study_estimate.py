@@ -21,15 +21,15 @@ from collections import defaultdict
 import torch
 
 from perfstudy import data as datasets
-from perfstudy import study as studies
-from perfstudy.devices import resolve_device
-from perfstudy.engines import ENGINES, resolve_engine
-from perfstudy.evaluate import accuracy, to_device
-from perfstudy.models import build_model
-from perfstudy.optimizers import make_optimizer
+from perfstudy.config import ENGINES
+from perfstudy.dl.device import Timer, resolve_device
+from perfstudy.dl.engines import resolve_engine
+from perfstudy.dl.evaluate import accuracy, to_device
+from perfstudy.dl.models import build_model
+from perfstudy.dl.optimizers import make_optimizer
 from perfstudy.progress import NullProgress
 from perfstudy.provenance import device_name
-from perfstudy.timing import Timer
+from perfstudy.study import spec as studies
 
 
 def dl_rates(cfg, device, steps: int) -> tuple[float, float]:
@@ -43,9 +43,9 @@ def dl_rates(cfg, device, steps: int) -> tuple[float, float]:
     engine = resolve_engine(cfg.engine, device)
     setup = ENGINES.get(engine)(cfg, model, opt, train.x, train.y, ds.mean, ds.std, device,
                                 NullProgress())
-    setup.runner.train_epoch(0)  # warm-up: workers, allocator, cudnn autotuning
+    setup.train_epoch(0)  # warm-up: workers, allocator, cudnn autotuning
     with Timer(device) as t:
-        setup.runner.train_epoch(1)
+        setup.train_epoch(1)
     val = datasets.subset(ds.val, min(1000, 10 * steps * 2))
     vx, vy = to_device(val, device)
     accuracy(model, vx, vy, ds.mean, ds.std)
@@ -55,7 +55,7 @@ def dl_rates(cfg, device, steps: int) -> tuple[float, float]:
 
 
 def svm_seconds(cfg, subset: int) -> float:
-    from perfstudy.svm import fit_svm
+    from perfstudy.svm.fit import fit_svm
 
     r = fit_svm(cfg.replace(train_subset=subset, eval_subset=1000))
     n = 49_000 if cfg.train_subset is None else cfg.train_subset

@@ -5,7 +5,7 @@ and the torch solver's precision/graph/memory variants.
     PYTHONPATH=src python benchmarks/svm.py [--backends torch,sklearn,sklearnex] [--device cuda]
         [--subset N] [--grid] [--check N] [--variants] [--out FILE.md]
 
-Times are wall-clock with the device synchronised (perfstudy.timing.Timer). CUDA start-up and a
+Times are wall-clock with the device synchronised (perfstudy.dl.device.Timer). CUDA start-up and a
 first small fit (kernel loading, allocator growth) run before anything is timed and are reported
 on their own line, not inside any figure. Markdown goes to stdout row by row, and to --out
 after every table, so a run stopped midway still leaves what it measured.
@@ -26,8 +26,8 @@ import torch
 
 from perfstudy import data, provenance
 from perfstudy.config import SVMConfig
-from perfstudy.svm_backends import available, make_estimator
-from perfstudy.timing import Timer
+from perfstudy.dl.device import Timer
+from perfstudy.svm.backends import available, make_estimator
 
 MAIN = [("rbf", 10.0, 0), ("poly", 10.0, 2), ("poly", 10.0, 4)]
 GRID = [("rbf", C, 0) for C in (0.1, 1.0, 10.0)] + [

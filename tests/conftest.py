@@ -1,5 +1,6 @@
-"""Shared test fixtures. Data fixtures so far: where the real datasets are, and tiny generated
-ones in the IDX format for fast tests."""
+"""Shared test fixtures: where the real datasets are, tiny generated ones in the IDX format for
+fast tests, and the ``cuda`` marker: a test that needs an NVIDIA GPU carries it and is skipped
+where PyTorch sees none (``pytest -m cuda`` runs them all on a GPU machine)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,19 @@ import pytest
 from perfstudy.data import idx
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config, items):
+    if not any(item.get_closest_marker("cuda") for item in items):
+        return
+    import torch  # only when a selected test needs to know
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (marked cuda)")
+    for item in items:
+        if item.get_closest_marker("cuda"):
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session", autouse=True)

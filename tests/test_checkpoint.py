@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from perfstudy.checkpoint import Checkpoint, checkpoint_path
 from perfstudy.config import DLConfig
-from perfstudy.packing import train_pack
-from perfstudy.store import Store
-from perfstudy.train import train_dl
+from perfstudy.dl.checkpoint import Checkpoint, checkpoint_path
+from perfstudy.dl.packing import train_pack
+from perfstudy.dl.train import train_dl
+from perfstudy.study.store import Store
 
 
 def _env() -> dict:
@@ -50,8 +50,8 @@ import torch
 torch.backends.cudnn.deterministic = True  # as the deterministic_kernels fixture (GPU test)
 torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
 from perfstudy.config import DLConfig
-from perfstudy.packing import train_pack
-from perfstudy.train import train_dl
+from perfstudy.dl.packing import train_pack
+from perfstudy.dl.train import train_dl
 job = json.loads(sys.argv[1])
 cfgs = [DLConfig.from_dict(c) for c in job["cfgs"]]
 if job["pack"]:
@@ -203,10 +203,9 @@ def test_a_study_killed_mid_run_resumes_the_run(tmp_path):
 
 # --- CUDA: the graphed pack, and a study run killed and started again
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-@cuda
+@pytest.mark.cuda
 @pytest.mark.usefixtures("deterministic_kernels")
 def test_a_killed_graphed_pack_resumes_where_it_stopped(tmp_path):
     # fp64 with deterministic kernels: the graph replays into restored tensors in place
@@ -220,7 +219,7 @@ def test_a_killed_graphed_pack_resumes_where_it_stopped(tmp_path):
     _same_runs(resumed, fresh, rel=1e-6)
 
 
-@cuda
+@pytest.mark.cuda
 def test_a_study_killed_mid_pack_resumes_the_pack(tmp_path):
     cmd = _study(tmp_path, "cuda", 40, "model: resnet32, batch_size: 32, train_subset: 640, "
                  "eval_subset: 300", "{dataset: [mnist, fashion-mnist], optimizer: [sgd, adam]}")

@@ -134,8 +134,8 @@ def test_svm_json(capsys):
 def test_status_eta_splits_a_pack_s_time_among_its_runs(tmp_path, capsys):
     from perfstudy.config import DLConfig
     from perfstudy.results import RunResult
-    from perfstudy.store import Store
-    from perfstudy.study import Run
+    from perfstudy.study.spec import Run
+    from perfstudy.study.store import Store
 
     store = Store(tmp_path / "r.db")
     cfgs = [DLConfig(lr=10.0 ** -k, seed=s) for k in (2, 3) for s in range(8)]

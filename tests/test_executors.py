@@ -3,9 +3,10 @@ run is stored as failed while the study goes on."""
 
 import os
 
-from perfstudy import study as studies
-from perfstudy.runner import execute_plan, plan
-from perfstudy.store import Store
+from perfstudy.study import spec as studies
+from perfstudy.study.executors import execute_plan
+from perfstudy.study.plan import plan
+from perfstudy.study.store import Store
 
 STUDY = """
 name: pool

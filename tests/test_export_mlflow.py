@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from test_report import cli_main, make_store
 
 TESTS = Path(__file__).resolve().parent
@@ -32,7 +33,7 @@ def exported(tmp_path_factory):
     store = make_store(tmp / "t.db")
     store.close()
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    from perfstudy.export_mlflow import export
+    from perfstudy.report.mlflow import export
 
     first = export(str(tmp / "t.db"), uri)
     client = MlflowClient(tracking_uri=uri)
@@ -95,7 +96,7 @@ def test_second_export_logs_nothing_and_replaces_half_runs(exported, capsys):
     victim = _runs(client)[0]
     key = victim.data.tags["perfstudy.key"]
     client.set_terminated(victim.info.run_id, "FAILED")
-    from perfstudy.export_mlflow import export
+    from perfstudy.report.mlflow import export
 
     again = export(str(tmp / "t.db"), uri)
     assert (again.logged, again.skipped, again.replaced) == (1, 26, 1)
@@ -107,7 +108,7 @@ def test_second_export_logs_nothing_and_replaces_half_runs(exported, capsys):
 def test_other_experiment_name_and_study(exported):
     tmp, uri, _, client = exported
     from perfstudy.errors import UsageError
-    from perfstudy.export_mlflow import export
+    from perfstudy.report.mlflow import export
 
     out = export(str(tmp / "t.db"), uri, experiment="other", study="t")
     assert (out.experiment, out.logged) == ("other", 27)

@@ -8,15 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-import perfstudy.engines.cpu  # noqa: F401  (registers "cpu" and "fast")
+import perfstudy.dl.engines.cpu  # noqa: F401  (registers "cpu" and "fast")
 from perfstudy.config import DLConfig
-from perfstudy.engines.fast import build
-from perfstudy.engines.resident import ResidentBatches, Source
-from perfstudy.models import build_model
-from perfstudy.optimizers import make_optimizer
-from perfstudy.train import prepare_data, train_dl
-
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+from perfstudy.data import for_run
+from perfstudy.dl.engines.fast import build
+from perfstudy.dl.engines.resident import ResidentBatches, Source
+from perfstudy.dl.models import build_model
+from perfstudy.dl.optimizers import make_optimizer
+from perfstudy.dl.train import train_dl
 
 
 def _source(n: int, value_offset: int = 0) -> Source:
@@ -70,7 +69,7 @@ def test_fast_engine_trains_on_cpu_with_its_notes():
 
 
 def test_cpu_engine_is_the_eager_fast_step_in_bf16_where_the_cpu_has_it():
-    from perfstudy.engines.cpu import native_bf16
+    from perfstudy.dl.engines.cpu import native_bf16
 
     cfg = DLConfig(dataset="fashion-mnist", model="resnet32", batch_size=16, epochs=1,
                    device="cpu", engine="cpu", train_subset=32, eval_subset=20)
@@ -85,7 +84,7 @@ def test_cpu_engine_is_the_eager_fast_step_in_bf16_where_the_cpu_has_it():
 
 
 def _setup(cfg, mode, precision, device="cuda"):
-    ds, train, _val, _test = prepare_data(cfg)
+    ds, train, _val, _test = for_run(cfg)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, cfg.variant, num_classes=ds.num_classes).to(device)
     if precision == "fp64":
@@ -105,7 +104,7 @@ def _rel(a: dict, b: dict) -> float:
     )
 
 
-@cuda
+@pytest.mark.cuda
 @pytest.mark.usefixtures("deterministic_kernels")
 @pytest.mark.parametrize(("precision", "tol"), [("fp64", 1e-9), ("fp32", 1e-3)])
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
@@ -118,7 +117,7 @@ def test_graph_replay_matches_eager_steps(precision, tol, optimizer):
     for mode in ("graph", "eager"):
         model, _opt, setup = _setup(cfg, mode, precision)
         assert setup.notes["graph"] is (mode == "graph")
-        losses = [setup.runner.train_epoch(e) for e in (1, 2)]
+        losses = [setup.train_epoch(e) for e in (1, 2)]
         states[mode] = ({k: v.clone() for k, v in model.state_dict().items()}, losses)
     (graph, graph_losses), (eager, eager_losses) = states["graph"], states["eager"]
     assert _rel(graph, eager) < tol
@@ -129,7 +128,7 @@ def test_graph_replay_matches_eager_steps(precision, tol, optimizer):
             assert int(graph[k]) == int(eager[k]) == 6
 
 
-@cuda
+@pytest.mark.cuda
 def test_warm_up_and_capture_leave_the_model_as_initialised():
     cfg = DLConfig(dataset="mnist", model="resnet32", batch_size=16, epochs=1, device="cuda",
                    engine="fast", train_subset=40, seed=3)
@@ -145,27 +144,36 @@ def test_warm_up_and_capture_leave_the_model_as_initialised():
     assert optimizer.param_groups[0]["capturable"] is True
 
 
-@cuda
+@pytest.mark.cuda
 def test_fast_engine_learns_as_the_plain_one():
+    # One seed per engine flaked (the H200 gave plain 91.5 / fast 96.6 and plain 89.95 in
+    # another session: after 375 steps a test accuracy swings by points with BatchNorm's
+    # running statistics). Three seeds each: a broken engine sits near chance (10%) or apart
+    # from the plain one by far more than the seeds' own spread.
     base = DLConfig(dataset="mnist", model="resnet32", batch_size=32, epochs=3, device="cuda",
-                    train_subset=4000, eval_subset=2000, seed=1)
-    plain = train_dl(base.replace(engine="plain", num_workers=0))
-    fast = train_dl(base.replace(engine="fast"))
-    assert fast.extra["engine"] == "fast" and fast.extra["precision"] == "bf16 autocast"
-    # both learned (chance: 10%). One seed each, so this is a loose check: the H200 gave plain
-    # 91.5 / fast 96.6 here, and plain 89.95 in another session (the test accuracy after 375
-    # steps swings by points with BatchNorm's running statistics and cuDNN's algorithm choice)
-    assert plain.test_acc > 80 and fast.test_acc > 80
-    assert abs(fast.test_acc - plain.test_acc) < 8
-    # the training loss is the steadier signal: same curve, to within a factor
-    for p, f in zip(plain.curve, fast.curve, strict=True):
-        assert f.train_loss == pytest.approx(p.train_loss, rel=0.5, abs=0.05)
-    assert fast.curve[-1].train_loss < fast.curve[0].train_loss
-    assert fast.setup_ms > 0 and fast.images_per_s > 0
+                    train_subset=4000, eval_subset=2000)
+    seeds = (1, 2, 3)
+    plain = [train_dl(base.replace(engine="plain", num_workers=0, seed=s)) for s in seeds]
+    fast = [train_dl(base.replace(engine="fast", seed=s)) for s in seeds]
+    assert all(r.extra["engine"] == "fast" and r.extra["precision"] == "bf16 autocast"
+               for r in fast)
+    acc = {name: np.array([r.test_acc for r in runs]) for name, runs in
+           (("plain", plain), ("fast", fast))}
+    assert (acc["plain"] > 80).all() and (acc["fast"] > 80).all(), acc
+    # the means agree within 4 standard errors of their difference (at least 3 points)
+    se = np.sqrt(sum(a.var(ddof=1) / len(a) for a in acc.values()))
+    assert abs(acc["fast"].mean() - acc["plain"].mean()) < max(3.0, 4 * se), acc
+    # the training loss is the steadier signal: the seeds' mean curves agree within a factor
+    for epoch in range(base.epochs):
+        p = np.mean([r.curve[epoch].train_loss for r in plain])
+        f = np.mean([r.curve[epoch].train_loss for r in fast])
+        assert f == pytest.approx(p, rel=0.5, abs=0.05), (epoch, p, f)
+    assert all(r.curve[-1].train_loss < r.curve[0].train_loss for r in fast)
+    assert all(r.setup_ms > 0 and r.images_per_s > 0 for r in fast)
 
 
 def test_cpu_engine_switches_adam_to_the_fused_kernel_with_the_same_updates():
-    from perfstudy.engines.cpu import use_fused_kernel
+    from perfstudy.dl.engines.cpu import use_fused_kernel
 
     cfg = DLConfig(dataset="mnist", model="resnet32", optimizer="adam", lr=1e-2, device="cpu")
     torch.manual_seed(0)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torchvision
 
-from perfstudy import flops
+from perfstudy.dl import flops
+from perfstudy.dl.models import MODELS, VARIANTS, build_model, param_count
 from perfstudy.errors import UsageError
-from perfstudy.models import MODELS, VARIANTS, build_model, param_count
 
 
 @pytest.mark.parametrize(

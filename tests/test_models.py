@@ -6,8 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from perfstudy.errors import UsageError
-from perfstudy.models import (
+from perfstudy.dl.models import (
     MODELS,
     VARIANTS,
     PadShortcut,
@@ -16,6 +15,7 @@ from perfstudy.models import (
     core_input_shape,
     param_count,
 )
+from perfstudy.errors import UsageError
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

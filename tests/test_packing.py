@@ -1,8 +1,8 @@
 """Trial packing: which runs may share a pack, how many, and that a packed run is the same run
-as alone. The fused math (stacked weights + vmap, the per-trial optimizer, per-trial data) runs
+as alone. The fused math (stacked weights, the per-trial optimizer, per-trial data) runs
 on CPU in float64, where a packed trial must equal the trial trained alone to rounding; early
 training amplifies fp32 rounding to percents within a few steps, fused or not, so fp32 could
-only show 'close'. The graph and bf16 paths need CUDA and skip without it."""
+only show 'close'. The graph and bf16 paths need CUDA (marked ``cuda``)."""
 
 from __future__ import annotations
 
@@ -12,30 +12,27 @@ import pytest
 import torch
 
 from perfstudy.config import DLConfig
-from perfstudy.engines.fast import build
-from perfstudy.engines.fused import (
-    FusedGroup,
-    FusedOptimizer,
-    FusedTrials,
-    same_layout,
-    trial_losses,
-)
-from perfstudy.engines.resident import Source
-from perfstudy.models import build_model
-from perfstudy.optimizers import make_optimizer
-from perfstudy.packing import (
+from perfstudy.data import for_run
+from perfstudy.dl.engines.fast import build
+from perfstudy.dl.engines.fused import FusedGroup
+from perfstudy.dl.engines.fused_layers import FusedTrials, trial_losses
+from perfstudy.dl.engines.fused_optim import FusedOptimizer, same_layout
+from perfstudy.dl.engines.resident import Source
+from perfstudy.dl.models import build_model
+from perfstudy.dl.optimizers import make_optimizer
+from perfstudy.dl.packing import (
     MAX_PACK,
     auto_pack_size,
     fused_group_size,
     pack_key,
-    plan,
     train_pack,
-    train_packed,
     trial_bytes,
 )
-from perfstudy.train import prepare_data, train_dl
+from perfstudy.dl.train import train_dl
+from perfstudy.study.execute import train_unit
+from perfstudy.study.schedule import units
+from perfstudy.study.spec import Run
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CPU = torch.device("cpu")
 
 
@@ -54,7 +51,7 @@ def _sources(cfgs) -> list[Source]:
     """Each config's training split, as a fused group reads it."""
     out = []
     for c in cfgs:
-        ds, train, _val, _test = prepare_data(c)
+        ds, train, _val, _test = for_run(c)
         out.append(Source(train.x, train.y, ds.mean, ds.std))
     return out
 
@@ -83,12 +80,15 @@ def test_pack_key_groups_runs_whose_steps_line_up():
     a = _cfg()
     same = [a.replace(dataset="fashion-mnist"), a.replace(lr=1e-4, seed=3),
             a.replace(optimizer="sgd"), a.replace(engine="auto")]
-    assert all(pack_key(c) == pack_key(a) is not None for c in same)
+    assert all(pack_key(c, cuda=True) == pack_key(a, cuda=True) is not None for c in same)
     other = [a.replace(batch_size=16), a.replace(model="resnet18"), a.replace(epochs=2),
              a.replace(train_subset=40), a.replace(variant="imagenet")]
-    assert all(pack_key(c) not in (None, pack_key(a)) for c in other)
-    assert pack_key(a.replace(engine="plain")) is None
-    assert pack_key(a.replace(device="cpu")) is None
+    assert all(pack_key(c, cuda=True) not in (None, pack_key(a, cuda=True)) for c in other)
+    assert pack_key(a.replace(engine="plain"), cuda=True) is None
+    assert pack_key(a.replace(device="cpu"), cuda=True) is None
+    # device auto packs only where CUDA is
+    assert pack_key(a.replace(device="auto"), cuda=False) is None
+    assert pack_key(a.replace(device="auto"), cuda=True) == pack_key(a, cuda=True)
 
 
 def test_auto_pack_size_follows_free_memory_and_stops_at_a_full_gpu():
@@ -118,15 +118,25 @@ def test_packs_are_fused_groups_sized_by_work():
                         ("resnet18", 16): 4, ("resnet18", 32): 2, ("resnet18", 256): 1}
 
 
+def _plan(cfgs, free_bytes, pack="auto") -> list[list[int]]:
+    """The scheduler's units of ``cfgs`` (an experiment's runs), as indices into ``cfgs``."""
+    runs = [Run("a", c, pack) for c in cfgs]
+    return [[runs.index(r) for r in unit] for unit in units(runs, free_bytes=free_bytes)]
+
+
 def test_plan_splits_a_study_into_packs():
     runs = [_cfg(seed=s, lr=lr) for s in range(3) for lr in (1e-3, 1e-4)]
     runs += [_cfg(batch_size=16), _cfg(engine="plain")]
-    packs = plan(runs, free_bytes=2**40)
+    packs = _plan(runs, free_bytes=2**40)
     assert sorted(map(sorted, packs)) == [[0, 1, 2, 3, 4, 5], [6], [7]]
-    big = plan([_cfg(seed=s) for s in range(MAX_PACK + 1)], free_bytes=2**40)
+    big = _plan([_cfg(seed=s) for s in range(MAX_PACK + 1)], free_bytes=2**40)
     assert sorted(len(p) for p in big) == [MAX_PACK // 2, MAX_PACK // 2 + 1]
-    small = plan(runs[:6], free_bytes=int(2.5 * trial_bytes(runs[0]) / 0.8))
+    small = _plan(runs[:6], free_bytes=int(2.5 * trial_bytes(runs[0]) / 0.8))
     assert sorted(len(p) for p in small) == [2, 2, 2]
+    assert sorted(len(p) for p in _plan(runs[:6], 2**40, pack=4)) == [3, 3]  # --pack 4
+    # no GPU, or packing off: every run alone
+    assert _plan(runs, free_bytes=None) == [[i] for i in range(len(runs))]
+    assert _plan(runs, free_bytes=2**40, pack=None) == [[i] for i in range(len(runs))]
 
 
 # --- the fused math against torch, in float64 on CPU
@@ -153,18 +163,19 @@ def test_fused_optimizer_is_torch_optim_per_trial():
             assert torch.allclose(s[t], p.detach(), rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize(("model", "layout", "channels_last"), [
-    ("resnet32", "channels", False), ("resnet32", "batch", False), ("resnet32", "batch", True),
-    ("resnet18", "batch", True), ("resnet50", "batch", True)])
-def test_fused_model_is_the_models_side_by_side(model, layout, channels_last):
-    # resnet32: zero-padding shortcuts; resnet18: 1x1 stride-2 shortcuts; resnet50: bottlenecks
+@pytest.mark.parametrize(("model", "channels_last"), [
+    ("resnet32", False), ("resnet32", True), ("resnet18", True), ("resnet50", True)])
+def test_fused_model_is_the_models_side_by_side(model, channels_last):
+    # resnet32: zero-padding shortcuts; resnet18: 1x1 stride-2 shortcuts (batched matmuls);
+    # resnet50: bottlenecks
     cfgs = [_cfg(model=model, seed=1), _cfg(model=model, seed=2), _cfg(model=model, seed=3)]
     models = [_model(c) for c in cfgs]
     if channels_last:
         for m in models:
             m.to(memory_format=torch.channels_last)
-    fused = FusedTrials(copy.deepcopy(models), precision="fp64", channels_last=channels_last,
-                        layout=layout)
+    fused = FusedTrials(copy.deepcopy(models), precision="fp64", channels_last=channels_last)
+    if model == "resnet18":  # its 3 pointwise (shortcut) convolutions run as batched matmuls
+        assert sum(getattr(m, "bmm", False) for m in fused.module.modules()) == 3
     torch.manual_seed(0)
     x = torch.randn(3, 4, 1, 28, 28, dtype=torch.float64)
     y = torch.randint(0, 10, (3, 4))
@@ -207,39 +218,20 @@ def test_compiled_fused_group_trains_as_the_eager_one():
         assert _max_rel(out[1][1][t], out[0][1][t]) < 1e-9
 
 
-def test_pointwise_convolutions_as_batched_matmuls_compute_the_same():
-    # ResNet-18's 1x1 stride-2 shortcut convolutions, as grouped convolutions and as bmm
-    models = [_model(_cfg(model="resnet18", seed=s)) for s in (1, 2)]
-    torch.manual_seed(0)
-    x = torch.randn(2, 2, 1, 28, 28, dtype=torch.float64)
-    y = torch.randint(0, 10, (2, 2))
-    out = []
-    for pointwise in ("conv", "bmm"):
-        fused = FusedTrials(copy.deepcopy(models), "fp64", channels_last=True, pointwise=pointwise)
-        assert sum(getattr(m, "bmm", False) for m in fused.module.modules()) == (
-            3 if pointwise == "bmm" else 0)
-        losses = fused.losses(x, y)
-        grads = torch.autograd.grad(losses.sum(), fused.params)
-        out.append((losses.detach(), dict(zip(fused.names, grads, strict=True))))
-    assert torch.allclose(out[0][0], out[1][0], rtol=1e-12)
-    assert _max_rel(out[1][1], out[0][1]) < 1e-9
-
-
-@pytest.mark.parametrize("layout", ["channels", "batch"])
-def test_fused_group_trains_each_trial_as_the_fast_engine_alone(layout):
+def test_fused_group_trains_each_trial_as_the_fast_engine_alone():
     # one Adam trial on MNIST and one SGD trial on Fashion-MNIST in one fused group; 20 images
     # at batch 8: two full steps and a partial batch of 4
     cfgs = [_cfg(optimizer="adam", lr=1e-3, seed=1),
             _cfg(dataset="fashion-mnist", optimizer="sgd", lr=1e-2, weight_decay=1e-3, seed=2)]
     sources = _sources(cfgs)
     group = FusedGroup(cfgs, [_model(c) for c in cfgs], sources, CPU, precision="fp64",
-                       channels_last=False, graph=False, layout=layout)
+                       channels_last=False, graph=False)
     losses = _epoch(group)
     for t, (c, s) in enumerate(zip(cfgs, sources, strict=True)):
         model = _model(c)
         setup = build(c, model, make_optimizer(model.parameters(), c), s.x, s.y, s.mean, s.std,
                       CPU, precision="fp64", channels_last=False)
-        loss = setup.runner.train_epoch(1)
+        loss = setup.train_epoch(1)
         assert losses[t] == pytest.approx(loss, rel=1e-6)  # the loss sum is kept in fp32
         assert _max_rel(group.model.trial_tensors(t), model.state_dict()) < 1e-9
 
@@ -271,8 +263,9 @@ def test_a_packed_run_gets_the_result_it_gets_alone():
 def test_runs_that_cannot_pack_train_alone():
     cfg = DLConfig(dataset="mnist", model="resnet32", batch_size=16, epochs=1, device="cpu",
                    num_workers=0, train_subset=20, eval_subset=20)
-    (r,) = train_packed([cfg])
-    from perfstudy.engines import resolve_engine
+    assert _plan([cfg], free_bytes=2**40) == [[0]]
+    (r,) = train_unit([cfg])
+    from perfstudy.dl.engines import resolve_engine
 
     assert r.extra["engine"] == resolve_engine("auto", torch.device("cpu"))
     assert "pack_size" not in r.extra
@@ -281,12 +274,10 @@ def test_runs_that_cannot_pack_train_alone():
 # --- CUDA: the graphed fused step, and bf16 packs against runs alone
 
 
-@cuda
+@pytest.mark.cuda
 @pytest.mark.usefixtures("deterministic_kernels")
-@pytest.mark.parametrize(("pointwise", "layout", "compile"), [
-    ("conv", "channels", False), ("bmm", "channels", False), ("bmm", "channels", True),
-    ("bmm", "batch", False)])
-def test_graphed_fused_group_matches_the_fast_engine_alone(pointwise, layout, compile):
+@pytest.mark.parametrize("compile", [False, True])
+def test_graphed_fused_group_matches_the_fast_engine_alone(compile):
     # SGD trials, compared to rounding. (Adam is left to the CPU test: on the GPU a grouped
     # and a plain convolution give weights whose true gradient is 0 gradients of 1e-20 noise
     # of different signs, and Adam's m / sqrt(v) turns each into a full +-lr step.)
@@ -295,26 +286,25 @@ def test_graphed_fused_group_matches_the_fast_engine_alone(pointwise, layout, co
     dev = torch.device("cuda")
     sources = _sources(cfgs)
     group = FusedGroup(cfgs, [_model(c, device=dev) for c in cfgs], sources, dev,
-                       precision="fp64", channels_last=True, graph=True, pointwise=pointwise,
-                       layout=layout, compile=compile)
+                       precision="fp64", channels_last=True, graph=True, compile=compile)
     assert group.graph is not None
     losses = [_epoch(group) for _ in range(2)]
     for t, (c, s) in enumerate(zip(cfgs, sources, strict=True)):
         model = _model(c, device=dev)
         setup = build(c, model, make_optimizer(model.parameters(), c), s.x, s.y, s.mean, s.std,
-                      dev, precision="fp64", channels_last=True, mode="graph")
-        alone = [setup.runner.train_epoch(epoch) for epoch in (1, 2)]
+                      dev, precision="fp64", channels_last=True, graph=True)
+        alone = [setup.train_epoch(epoch) for epoch in (1, 2)]
         assert [ls[t] for ls in losses] == pytest.approx(alone, rel=1e-6)
         assert _max_rel(group.model.trial_tensors(t), model.state_dict()) < 1e-6
 
 
-@cuda
+@pytest.mark.cuda
 def test_bf16_pack_gives_each_run_the_accuracy_it_gets_alone():
     base = DLConfig(dataset="mnist", model="resnet32", batch_size=32, epochs=3, device="cuda",
                     engine="fast", train_subset=4000, eval_subset=2000)
     cfgs = [base.replace(seed=1), base.replace(optimizer="sgd", lr=1e-2, seed=2),
             base.replace(dataset="fashion-mnist", lr=3e-4, seed=3)]
-    packed = train_packed(cfgs)
+    packed = train_pack(cfgs)
     for cfg, p in zip(cfgs, packed, strict=True):
         alone = train_dl(cfg)
         assert p.config == cfg.to_dict() and p.extra["pack_size"] == 3 and p.extra["graph"]
@@ -326,11 +316,12 @@ def test_bf16_pack_gives_each_run_the_accuracy_it_gets_alone():
         assert p.curve[-1].train_loss == pytest.approx(last, rel=0.3, abs=0.03)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="packing trains on a CUDA GPU")
+@pytest.mark.cuda
 def test_a_study_trains_its_runs_in_packs(tmp_path):
-    from perfstudy import study as studies
-    from perfstudy.runner import execute_plan, plan
-    from perfstudy.store import Store
+    from perfstudy.study import spec as studies
+    from perfstudy.study.executors import execute_plan
+    from perfstudy.study.plan import plan
+    from perfstudy.study.store import Store
 
     (tmp_path / "s.yaml").write_text(
         "experiments:\n  a:\n    kind: dl\n    pack: auto\n    epochs: 2\n"

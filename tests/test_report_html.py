@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from perfstudy import study as studies
-from perfstudy.execute import count_flops
+from perfstudy.dl.flops import flops_result
 from perfstudy.report import write_report
 from perfstudy.report.seed_reference import load as load_reference
 from perfstudy.results import EpochStats, RunResult
-from perfstudy.store import Store
-from perfstudy.study import Run
+from perfstudy.study import spec as studies
+from perfstudy.study.spec import Run
+from perfstudy.study.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -94,7 +94,7 @@ def seed_like_store(path: Path) -> Store:
         elif cfg.kind == "svm":
             result = _svm(cfg, rng)
         else:
-            result = count_flops(cfg)
+            result = flops_result(cfg)
             result.provenance = PROV
         store.finish(run.key, result)
     return store

@@ -15,7 +15,7 @@ from perfstudy.report import seed_reference
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_DIR = REPO.parent / "shared" / "seed"
-YAML = REPO / "src" / "perfstudy" / "reference" / "seed.yaml"
+YAML = REPO / "src" / "perfstudy" / "report" / "seed.yaml"
 
 MODELS = {"ResNet-18": "resnet18", "ResNet-32": "resnet32", "ResNet-50": "resnet50"}
 DATASETS = {"MNIST": "mnist", "FashionMNIST": "fashion-mnist"}

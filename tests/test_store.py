@@ -11,8 +11,8 @@ import pytest
 from perfstudy.config import DLConfig, SVMConfig
 from perfstudy.errors import UsageError
 from perfstudy.results import EpochStats, RunResult
-from perfstudy.store import SCHEMA_VERSION, Store
-from perfstudy.study import Run
+from perfstudy.study.spec import Run
+from perfstudy.study.store import SCHEMA_VERSION, Store
 
 
 def result_for(cfg, acc=98.5) -> RunResult:
@@ -78,9 +78,9 @@ def test_missing_or_foreign_database(tmp_path):
 
 
 def test_experiment_descriptions_are_stored_for_the_report(tmp_path):
-    from perfstudy import study as studies
     from perfstudy.report.build import build_report
-    from perfstudy.runner import plan
+    from perfstudy.study import spec as studies
+    from perfstudy.study.plan import plan
 
     (tmp_path / "s.yaml").write_text(
         "name: d\nexperiments:\n  flops:\n    kind: flops\n"

@@ -7,16 +7,15 @@ import pytest
 import torch
 
 from perfstudy import data
-from perfstudy.config import SVMConfig
+from perfstudy.config import SVM_BACKENDS, SVMConfig
 from perfstudy.errors import UsageError
-from perfstudy.svm_backends import (
-    BACKENDS,
+from perfstudy.svm.backends import (
     available,
     default_backend,
     make_estimator,
     resolve,
 )
-from perfstudy.svm_parallel import threads_per_worker
+from perfstudy.threads import threads_per_worker
 
 
 def _features(x):
@@ -31,7 +30,7 @@ def test_unknown_backend_is_a_usage_error_listing_the_choices():
 
 
 def test_registry_and_defaults():
-    assert BACKENDS.names() == ["sklearn", "sklearnex", "torch"]
+    assert SVM_BACKENDS.names() == ["sklearn", "sklearnex", "torch"]
     assert {"sklearn", "torch"} <= set(available())
     assert default_backend() in available()
     if torch.cuda.is_available():

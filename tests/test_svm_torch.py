@@ -11,10 +11,10 @@ from sklearn.metrics.pairwise import linear_kernel, polynomial_kernel, rbf_kerne
 from sklearn.svm import SVC
 
 from perfstudy import data
-from perfstudy.svm_torch import TorchSVC
-from perfstudy.svm_torch.kernel_rows import CachedRows, FullKernel
-from perfstudy.svm_torch.kernels import Kernel, resolve_gamma
-from perfstudy.svm_torch.smo import solve
+from perfstudy.svm.torchsvc import TorchSVC
+from perfstudy.svm.torchsvc.kernel_rows import CachedRows, FullKernel
+from perfstudy.svm.torchsvc.kernels import Kernel, resolve_gamma
+from perfstudy.svm.torchsvc.smo import solve
 
 Q1B = [("rbf", C, 3) for C in (0.1, 1, 10)] + [
     ("poly", C, d) for C in (0.1, 1, 10) for d in (2, 3, 4)
@@ -194,7 +194,6 @@ def test_ovr_shape_and_estimator_attributes(subsets):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
 def test_cuda_graph_run_matches_cpu(subsets):
     xtr, ytr, xte, _ = subsets["mnist"]
     cpu = TorchSVC(C=10, device="cpu").fit(xtr, ytr)

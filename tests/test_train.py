@@ -3,8 +3,8 @@
 import pytest
 
 from perfstudy.config import DLConfig, SVMConfig
-from perfstudy.svm import fit_svm
-from perfstudy.train import train_dl
+from perfstudy.dl.train import train_dl
+from perfstudy.svm.fit import fit_svm
 
 
 @pytest.mark.slow

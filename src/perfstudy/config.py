@@ -9,11 +9,38 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from perfstudy.errors import UsageError
-from perfstudy.optimizers import OPTIMIZERS
+from perfstudy.registry import Registry
+
+# The choices a config may name. Implementations are imported on first use (``Registry``), so
+# this module, and every command that only reads configs, runs without importing torch.
+DATASETS = ("mnist", "fashion-mnist")
+KERNELS = ("rbf", "poly", "linear")
+DEVICES = ("auto", "cpu", "cuda")
+VARIANTS = ("native", "imagenet")
+MODELS: Registry = Registry("model", {
+    "resnet18": "perfstudy.dl.models:resnet18",
+    "resnet50": "perfstudy.dl.models:resnet50",
+    "resnet32": "perfstudy.dl.models:resnet32",
+})
+OPTIMIZERS: Registry = Registry("optimizer", {
+    "sgd": "perfstudy.dl.optimizers:sgd",
+    "adam": "perfstudy.dl.optimizers:adam",
+})
+ENGINES: Registry = Registry("engine", {
+    "plain": "perfstudy.dl.engines.plain:prepare",
+    "cpu": "perfstudy.dl.engines.cpu:prepare",
+    "fast": "perfstudy.dl.engines.fast:prepare",
+})
+SVM_BACKENDS: Registry = Registry("SVM backend", {
+    "sklearn": "perfstudy.svm.backends:sklearn_svc",
+    "sklearnex": "perfstudy.svm.backends:sklearnex_svc",
+    "torch": "perfstudy.svm.backends:torch_svc",
+})
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,),
@@ -114,13 +141,11 @@ class DLConfig(_Config):
             raise UsageError(f"num_workers must be >= 0, got {self.num_workers}")
         if self.weight_decay < 0:
             raise UsageError(f"weight decay must be >= 0, got {self.weight_decay}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise UsageError(f"unknown device {self.device!r}; choose from: auto, cpu, cuda")
-        OPTIMIZERS.get(self.optimizer)
+        if self.device not in DEVICES:
+            raise UsageError(f"unknown device {self.device!r}; choose from: {', '.join(DEVICES)}")
+        OPTIMIZERS.check(self.optimizer)
         if self.engine != "auto":
-            from perfstudy.engines import ENGINES
-
-            ENGINES.get(self.engine)
+            ENGINES.check(self.engine)
         _check_subset(self.train_subset)
         _check_subset(self.eval_subset)
 
@@ -150,6 +175,8 @@ class SVMConfig(_Config):
             raise UsageError(f"unknown kernel {self.kernel!r}; choose from: {', '.join(KERNELS)}")
         if not self.C > 0:
             raise UsageError(f"C must be > 0, got {self.C}")
+        if self.backend != "auto":
+            SVM_BACKENDS.check(self.backend)
         if self.kernel == "poly" and self.degree < 1:
             raise UsageError(f"degree must be >= 1, got {self.degree}")
         if isinstance(self.gamma, str):
@@ -182,20 +209,24 @@ class FlopsConfig(_Config):
         self._check_types()
         _check_model(self.model, self.variant)
         if self.input is not None:
-            from perfstudy.flops import parse_input
-
             object.__setattr__(self, "input", "x".join(map(str, parse_input(self.input))))
 
 
-KERNELS = ("rbf", "poly", "linear")
-DATASETS = ("mnist", "fashion-mnist")
 CONFIGS: dict[str, type[_Config]] = {"dl": DLConfig, "svm": SVMConfig, "flops": FlopsConfig}
 
 
-def _check_model(name: str, variant: str) -> None:
-    from perfstudy.models import MODELS, VARIANTS
+def parse_input(text: str) -> tuple[int, int, int]:
+    """``"3x224x224"`` (or with ``×``, ``X``, ``*``, spaces) -> ``(3, 224, 224)``."""
+    m = re.fullmatch(r"\s*(\d+)\s*[x×X*]\s*(\d+)\s*[x×X*]\s*(\d+)\s*", text)
+    if not m or 0 in (shape := tuple(int(g) for g in m.groups())):
+        raise UsageError(
+            f"bad input shape {text!r}; expected CxHxW with positive integers, e.g. 3x224x224"
+        )
+    return shape  # type: ignore[return-value]
 
-    MODELS.get(name)
+
+def _check_model(name: str, variant: str) -> None:
+    MODELS.check(name)
     if variant not in VARIANTS:
         raise UsageError(f"unknown variant {variant!r}; choose from: {', '.join(VARIANTS)}")
 

@@ -28,7 +28,7 @@ from perfstudy.data.sources import checksums, locate
 from perfstudy.data.splits import Split, pixel_stats, split_indices, subset, take
 from perfstudy.errors import DataError
 
-__all__ = ["Dataset", "Split", "check", "load", "locate", "subset"]
+__all__ = ["Dataset", "Split", "check", "for_run", "load", "locate", "subset"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,19 @@ def load(
         raise
     # a fresh source dict per call: callers may edit theirs without touching the cached one
     return dataclasses.replace(ds, source={**copy.deepcopy(ds.source), "how": how})
+
+
+def for_run(cfg, data_dir: str | os.PathLike | None = None) -> tuple[Dataset, Split, Split, Split]:
+    """A run's dataset and its (train, val, test) splits, with the config's ``train_subset`` and
+    ``eval_subset`` applied (stratified, drawn with the split seed)."""
+    ds = load(cfg.dataset, data_dir=data_dir, split_seed=cfg.split_seed)
+    train, val, test = ds.train, ds.val, ds.test
+    if cfg.train_subset:
+        train = subset(train, cfg.train_subset, seed=cfg.split_seed)
+    if cfg.eval_subset:
+        val = subset(val, cfg.eval_subset, seed=cfg.split_seed)
+        test = subset(test, cfg.eval_subset, seed=cfg.split_seed)
+    return ds, train, val, test
 
 
 def check(

@@ -1,7 +1,7 @@
 """The report a person reads, made from the results store alone (it never trains).
 
 ``write_report(db, out)`` writes ``report.md``, ``report.html`` (one self-contained file),
-``results.csv`` (one flat row per run, ``perfstudy.flat.flatten``) and ``figures/*.png``.
+``results.csv`` (one flat row per run, ``study.flat.flatten``) and ``figures/*.png``.
 ``build_report(store)`` returns the same content as data (``document.Report``), for tests.
 """
 
@@ -11,10 +11,10 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from perfstudy.flat import columns, flatten
 from perfstudy.report.build import build_report
 from perfstudy.report.document import Report
-from perfstudy.store import Store
+from perfstudy.study.flat import columns, flatten
+from perfstudy.study.store import Store
 
 __all__ = ["Written", "build_report", "write_report"]
 

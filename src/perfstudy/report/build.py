@@ -12,7 +12,7 @@ from perfstudy.report.stats import NOISE_FACTOR
 from perfstudy.report.status import counts, counts_text, provenance_section, status_section
 from perfstudy.report.tables import Context, flops_rows, panels, tables_for, trained_variant
 from perfstudy.report.tta import DEFAULT_TARGETS, tta_tables
-from perfstudy.store import Row, Store
+from perfstudy.study.store import Row, Store
 
 TITLES = {
     "q1a": "test accuracy over batch size, optimizer and learning rate (the seed's Q1(a))",

@@ -14,7 +14,7 @@ from typing import Any
 
 from perfstudy.config import CONFIGS
 from perfstudy.report.stats import Summary
-from perfstudy.store import Row
+from perfstudy.study.store import Row
 
 REPEAT_KEYS = ("seed", "split_seed")  # runs differing only here are repeats of one setting
 Q1A_KEYS = {"dataset", "model", "batch_size", "optimizer", "lr"}

@@ -1,4 +1,4 @@
-"""The seed study's reported numbers (``perfstudy/reference/seed.yaml``), keyed by run config.
+"""The seed study's reported numbers (``report/seed.yaml``), keyed by run config.
 
 The report puts them beside ours. They are transcribed once, by hand, from the seed document;
 ``tests/test_seed_reference.py`` re-reads the document's tables and checks every number, so a
@@ -83,5 +83,5 @@ def parse(doc: dict) -> SeedReference:
 
 @cache
 def load() -> SeedReference:
-    text = resources.files("perfstudy").joinpath("reference/seed.yaml").read_text()
+    text = resources.files("perfstudy.report").joinpath("seed.yaml").read_text()
     return parse(yaml.safe_load(text))

@@ -11,7 +11,7 @@ from perfstudy.provenance import git_commit
 from perfstudy.report import labels
 from perfstudy.report.document import Cell, Section, Table
 from perfstudy.report.experiments import Experiment
-from perfstudy.store import STATUSES, Row
+from perfstudy.study.store import STATUSES, Row
 
 PROVENANCE = ("perfstudy", "git_commit", "python", "torch", "torchvision", "sklearn", "numpy",
               "cuda", "cudnn", "device_name", "cpu", "cpu_count", "torch_threads", "host")

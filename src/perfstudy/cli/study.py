@@ -1,0 +1,247 @@
+"""Study commands: ``run``, ``status`` and ``runs``."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from collections import Counter, defaultdict
+
+from perfstudy.cli.output import print_json, print_table
+from perfstudy.dl.checkpoint import CHECKPOINT_EVERY_S
+from perfstudy.errors import UsageError
+from perfstudy.progress import progress_bars, wanted
+from perfstudy.study import spec as studies
+from perfstudy.study.executors import EXECUTORS, Interrupted, execute_plan
+from perfstudy.study.flat import columns, flatten, varying
+from perfstudy.study.plan import plan
+from perfstudy.study.store import STATUSES, Store
+
+
+def _db(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", default="perfstudy.db", help="results store (default ./perfstudy.db)")
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("run", help="run a study file: every run not yet done, stored as it ends",
+                       description="Expand STUDY.yaml into runs and execute those not yet done "
+                       "in the results store. Runs already done are skipped; failed ones are "
+                       "retried only with --retry-failed. Safe to interrupt and run again.")
+    p.add_argument("study", help="study file (YAML), e.g. studies/quick.yaml")
+    p.add_argument("-o", "--override", action="append", metavar="KEY=VALUE",
+                   help="set KEY to VALUE in every experiment that has it (repeatable)")
+    p.add_argument("--only", action="append", metavar="EXPERIMENT",
+                   help="run only this experiment (repeatable)")
+    p.add_argument("--filter", action="append", metavar="KEY=VALUE",
+                   help="run only runs whose config has KEY=VALUE (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their count")
+    p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    p.add_argument("--executor", choices=EXECUTORS.names(), default="local",
+                   help="local: one run at a time in this process; pool: worker processes")
+    p.add_argument("--workers", type=int, help="worker processes for --executor pool")
+    p.add_argument("--pack", metavar="auto|N|off",
+                   help="on a GPU, train up to N runs at once (auto: as many as fit); "
+                   "default: each experiment's own 'pack:' setting")
+    p.add_argument("--compile", action="store_true",
+                   help="on a GPU, packed runs' forward and loss through torch.compile "
+                   "(Inductor), ResNet-50s fused 4 to a group: more throughput after a "
+                   "compilation per model and batch size (docs/performance.md has the figures)")
+    p.add_argument("--checkpoint-every", type=float, metavar="SECONDS",
+                   help="save a training run's (or a GPU pack's) state this often, at the end "
+                   f"of an epoch, beside the store (default {CHECKPOINT_EVERY_S:g}; 0: every "
+                   "epoch): started again after a crash, it resumes from there (runs that "
+                   "replay a CUDA graph alone take minutes and do not checkpoint)")
+    p.add_argument("--data-dir", help="folder with the datasets' IDX files")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _db(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("merge", help="copy the runs and results of other stores into one",
+                       description="Copy every run of SOURCE stores into --db (created if "
+                       "missing): runs it lacks, and results of runs done in a source but not "
+                       "in it. A run done in both keeps --db's result. For a study run in "
+                       "parts, on several machines or in several sessions (--filter).")
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="results store(s) to copy from")
+    _db(p)
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("status", help="per experiment: done/failed/pending counts and an ETA")
+    _db(p)
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("runs", help="the stored runs and their results as one flat table")
+    _db(p)
+    p.add_argument("--filter", action="append", metavar="KEY=VALUE",
+                   help="only rows with KEY=VALUE (config keys, status, experiments)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(func=cmd_runs)
+
+
+def _load(args):
+    overrides = studies.parse_assignments(args.override, "-o")
+    filters = studies.parse_assignments(args.filter, "--filter")
+    study = studies.load(args.study, overrides=overrides, only=args.only)
+    runs = studies.filter_runs(study.runs(), filters)
+    if not runs:
+        raise UsageError(f"{args.study}: no runs match the --only/--filter given")
+    return study, runs
+
+
+def cmd_run(args) -> int:
+    study, runs = _load(args)
+    if args.dry_run:
+        return _dry_run(study, runs)
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    pack = {}
+    if args.pack is not None:
+        if args.executor != "local":
+            raise UsageError("--pack works with the local executor (one GPU, one process)")
+        pack = {"pack": studies.parse_pack(args.pack, "--pack") or False}
+    if args.compile:
+        if args.executor != "local":
+            raise UsageError("--compile works with the local executor (packs train there)")
+        pack["compile"] = True
+    if args.checkpoint_every is not None:
+        if not args.checkpoint_every >= 0:
+            raise UsageError(f"--checkpoint-every must be >= 0 seconds, got "
+                             f"{args.checkpoint_every:g}")
+        pack["checkpoint_every_s"] = args.checkpoint_every
+    store = Store(args.db)
+    p = plan(study, runs, store, retry_failed=args.retry_failed)
+    say = sys.stderr if not sys.stdout.isatty() else sys.stdout
+    if p.reclaimed:
+        print(f"{p.reclaimed} run(s) killed mid-way earlier will be redone", file=say)
+    skipped = f"{len(p.done)} already done (skipped)"
+    if p.need_gpu:
+        skipped += (f", {len(p.need_gpu)} need a CUDA GPU, which this machine lacks (left "
+                    "pending for a machine that has one)")
+    if p.failed:
+        skipped += f", {len(p.failed)} failed before (skipped; --retry-failed redoes them)"
+    if not p.todo:
+        print(f"study {study.name}: nothing to train — {skipped} of {p.total} runs, "
+              f"in {args.db}", file=say)
+        return 1 if p.failed else 0
+    find_data(p.todo, args.data_dir)
+    print(f"study {study.name}: {p.total} runs; {skipped}; {len(p.todo)} to run "
+          f"-> {args.db}", file=say)
+    t0 = time.perf_counter()
+    try:
+        with progress_bars(wanted(args.quiet)) as progress:
+            out = execute_plan(p, store, args.executor, args.workers, args.data_dir, progress,
+                               **pack)
+    except (KeyboardInterrupt, Interrupted):
+        print("interrupted: the current run is marked interrupted; run the same command "
+              "again to resume", file=sys.stderr)
+        return 130
+    wall = time.perf_counter() - t0
+    failed_total = len(p.failed) + out.failed
+    print(f"study {study.name}: {out.done} run(s) done, {out.failed} failed in "
+          f"{_duration(wall)}; {len(p.done) + out.done}/{p.total} done in {args.db}"
+          + (f"; see `perfstudy runs --db {args.db} --filter status=failed`" if out.failed
+             else ""), file=say)
+    return 1 if failed_total else 0
+
+
+def find_data(runs, data_dir) -> None:
+    """Find (or download) every dataset the runs will read before the first one starts: data
+    that cannot be found is one error (exit 2), not one failed run per config. Each run still
+    loads and verifies its files itself."""
+    from perfstudy import data  # here, not at import: it pulls in scikit-learn (~0.8 s)
+
+    for name in sorted({r.config.dataset for r in runs if hasattr(r.config, "dataset")}):
+        data.locate(name, data_dir)
+
+
+def _dry_run(study, runs) -> int:
+    rows = [{"experiment": r.experiment, "key": r.key, **r.config.to_dict()} for r in runs]
+    by_exp = Counter(r.experiment for r in runs)
+    for exp in study.experiments:
+        if exp.name in by_exp:
+            sel = [row for row in rows if row["experiment"] == exp.name]
+            _print_rows(f"{exp.name} ({exp.kind}): {len(sel)} runs", sel)
+    unique = len({r.key for r in runs})
+    print(f"{unique} runs in {len(by_exp)} experiment(s) of study {study.name}"
+          + (f" ({len(runs) - unique} shared between experiments)" if unique < len(runs)
+             else ""))
+    return 0
+
+
+def _print_rows(title: str, rows: list[dict]) -> None:
+    cols = varying(rows, keep=("key",)) if len(rows) > 1 else columns(rows)
+    cols = [c for c in cols if c != "experiment"]
+    print_table(title, cols, ([r.get(c) for c in cols] for r in rows))
+
+
+def _duration(s: float) -> str:
+    m, s = divmod(int(round(s)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def cmd_merge(args) -> int:
+    store = Store(args.db)
+    for src in args.sources:
+        n = store.merge(src)
+        print(f"{src} -> {args.db}: {n['added']} run(s) added, {n['completed']} completed "
+              f"(done there, not here), {n['kept']} done in both (kept {args.db}'s)")
+    done = sum(r.status == "done" for r in store.rows())
+    print(f"{args.db}: {done} run(s) done")
+    return 0
+
+
+def _share_of_wall(row) -> float:
+    """A done run's seconds of wall time, its pack's split evenly when it trained in one (each
+    packed run's own span is the whole pack's)."""
+    pack = (row.result.extra.get("pack_size") if row.result else None) or 1
+    return row.seconds / pack
+
+
+def cmd_status(args) -> int:
+    store = Store(args.db, create=False)
+    groups: dict[tuple[str, str], list] = defaultdict(list)
+    for study in store.studies():
+        for row in store.rows(study=study):
+            for exp in row.experiments:
+                groups[(study, exp)].append(row)
+    report = []
+    for (study, exp), rows in groups.items():
+        counts = Counter(r.status for r in rows)
+        secs = [_share_of_wall(r) for r in rows if r.status == "done" and r.seconds is not None]
+        left = counts["pending"] + counts["interrupted"] + counts["running"]
+        eta = sum(secs) / len(secs) * left if secs and left else (0.0 if not left else None)
+        report.append({"study": study, "experiment": exp, "runs": len(rows),
+                       **{s: counts[s] for s in STATUSES}, "eta_s": eta})
+    if args.json:
+        print_json(report)
+        return 0
+    print_table(f"{args.db}", ["study", "experiment", "runs", *STATUSES, "ETA"],
+                ([r["study"], r["experiment"], r["runs"], *(r[s] for s in STATUSES),
+                  "–" if r["eta_s"] is None else _duration(r["eta_s"])] for r in report))
+    return 0
+
+
+def cmd_runs(args) -> int:
+    store = Store(args.db, create=False)
+    filters = studies.parse_assignments(args.filter, "--filter")
+    rows = [flatten(r) for r in store.rows()]
+    rows = [r for r in rows if all(_match(r.get(k), v) for k, v in filters.items())]
+    if args.format == "json":
+        print_json(rows)
+    elif args.format == "csv":
+        cols = columns(rows)
+        w = csv.DictWriter(sys.stdout, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    else:
+        _print_rows(f"{len(rows)} runs in {args.db}", rows) if rows else print("no runs")
+    return 0
+
+
+def _match(value, wanted) -> bool:
+    if isinstance(wanted, str) and isinstance(value, str) and " " in value:
+        return wanted in value.split()  # the experiments column lists several names
+    return studies._equal(value, wanted)
+

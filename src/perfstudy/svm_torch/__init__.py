@@ -1,5 +1,0 @@
-"""An exact C-SVC (libsvm's problem and solution) in PyTorch, batched over one-vs-one pairs."""
-
-from perfstudy.svm_torch.estimator import TorchSVC
-
-__all__ = ["TorchSVC"]
