@@ -33,9 +33,6 @@ class NullProgress:
     def remove(self, task: int) -> None:
         pass
 
-    def log(self, message: str) -> None:
-        pass
-
 
 class RichProgress(NullProgress):
     def __init__(self, progress: Progress):
@@ -52,9 +49,6 @@ class RichProgress(NullProgress):
 
     def remove(self, task: int) -> None:
         self._p.remove_task(task)
-
-    def log(self, message: str) -> None:
-        self._p.console.print(message)
 
 
 def wanted(quiet: bool = False) -> bool:

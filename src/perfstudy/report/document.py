@@ -104,6 +104,3 @@ class Report:
             if s.id == id:
                 return s
         raise KeyError(f"no section {id!r}")
-
-    def sentences(self) -> list[str]:
-        return self.summary + [b for s in self.all_sections() for b in s.bullets + s.notes]

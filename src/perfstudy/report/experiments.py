@@ -21,7 +21,6 @@ Q1A_KEYS = {"dataset", "model", "batch_size", "optimizer", "lr"}
 Q1A_HYPER = {"batch_size", "optimizer", "lr"}
 Q2_KEYS = Q1A_KEYS | {"device"}
 Q1B_KEYS = {"dataset", "kernel", "C", "degree"}
-LAYOUTS = ("q1a", "q1b", "q2", "flops", "generic")
 
 
 def device_of(cfg: dict, result=None) -> str:

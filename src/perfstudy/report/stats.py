@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,7 +186,3 @@ def ratio_effects(points: Sequence[tuple[dict, float]], factor: str, order: Sequ
     return [Effect(e.factor, e.low, e.high, tuple(math.exp(d) for d in e.diffs), ratio=True)
             for e in effects(logged, factor, order, successive)]
 
-
-def rank(items: Sequence[Any], key: Callable[[Any], float | None]) -> list[Any]:
-    """Items with a value, best (highest) first; ties keep their order."""
-    return sorted((i for i in items if key(i) is not None), key=lambda i: -key(i))

@@ -236,30 +236,7 @@ def q2_tables(exp: Experiment, ctx: Context) -> list[Table]:
         tim = Table(table_id(ctx, exp, dataset, "time"), f"{title}: training time "
                     f"({exp.name})", time_cols)
         for row in rows:
-            device, batch, opt, lr = row
-            lead = [labels.value("device", device), labels.value("batch_size", batch),
-                    labels.value("optimizer", opt), labels.value("lr", lr)]
-            a_cells: list[Cell | str] = list(lead)
-            t_cells: list[Cell | str] = list(lead)
-            for m in models:
-                g = q2_find(groups, row, m)
-                ref = refs.get((row, m))
-                a_cells += [acc_cell(g, best=best), acc_cell(g, "test_acc_last")]
-                if has_seed:
-                    s = g.summary("test_acc") if g else None
-                    a_cells += list(seed_cells(s, ref[0] if ref else None,
-                                               cell_yardstick(g, s, pooled) if g else None))
-                t_cells.append(ms_cell(g))
-                if has_seed:
-                    t_cells.append(Cell(f"{ref[1]:,.0f}", "num") if ref else Cell("–",
-                                                                                   "missing"))
-                sp = speedup(groups, row, m)
-                t_cells.append(Cell(f"{sp:.1f}×", "num") if sp else Cell("–", "missing"))
-                if has_seed:
-                    cpu_ref = refs.get((("cpu", *row[1:]), m))
-                    seed_sp = cpu_ref[1] / ref[1] if row[0] == "cuda" and ref and cpu_ref else None
-                    t_cells.append(Cell(f"{seed_sp:.1f}×", "num") if seed_sp
-                                   else Cell("–", "missing"))
+            a_cells, t_cells = _q2_cells(row, models, groups, refs, has_seed, best, pooled)
             acc.add(a_cells)
             tim.add(t_cells)
         acc.notes.append("Yardstick: " + panel_yardstick(groups).text + ".")
@@ -274,6 +251,34 @@ def q2_tables(exp: Experiment, ctx: Context) -> list[Table]:
                     t.notes.append(note)
         out += [acc, tim]
     return out
+
+
+def _q2_cells(row: tuple, models: list[str], groups: list[Group], refs: dict, has_seed: bool,
+              best: Group | None, pooled) -> tuple[list[Cell | str], list[Cell | str]]:
+    """One Q2 row's cells: (accuracy table, time table)."""
+    device, batch, opt, lr = row
+    lead = [labels.value("device", device), labels.value("batch_size", batch),
+            labels.value("optimizer", opt), labels.value("lr", lr)]
+    a_cells: list[Cell | str] = list(lead)
+    t_cells: list[Cell | str] = list(lead)
+    for m in models:
+        g = q2_find(groups, row, m)
+        ref = refs.get((row, m))
+        a_cells += [acc_cell(g, best=best), acc_cell(g, "test_acc_last")]
+        if has_seed:
+            s = g.summary("test_acc") if g else None
+            a_cells += list(seed_cells(s, ref[0] if ref else None,
+                                       cell_yardstick(g, s, pooled) if g else None))
+        t_cells.append(ms_cell(g))
+        if has_seed:
+            t_cells.append(Cell(f"{ref[1]:,.0f}", "num") if ref else Cell("–", "missing"))
+        sp = speedup(groups, row, m)
+        t_cells.append(Cell(f"{sp:.1f}×", "num") if sp else Cell("–", "missing"))
+        if has_seed:
+            cpu_ref = refs.get((("cpu", *row[1:]), m))
+            seed_sp = cpu_ref[1] / ref[1] if row[0] == "cuda" and ref and cpu_ref else None
+            t_cells.append(Cell(f"{seed_sp:.1f}×", "num") if seed_sp else Cell("–", "missing"))
+    return a_cells, t_cells
 
 
 SEED_TRAIN_IMAGES = 49_000  # the seed's 70 % training split of 70,000 images

@@ -62,16 +62,7 @@ def tta_tables(ctx: Context) -> tuple[list[Table], list[str]]:
         keys = [k for k in DESCRIBE
                 if len({repr(g.device if k == "device" else g.config.get(k))
                         for _, g in entries}) > 1]
-        rows = []
-        for exp_names, g in entries:
-            hits = [time_to_target(r.result, target) for r in g.done]
-            reached = [h for h in hits if h]
-            best_val = max(e.val_acc for r in g.done for e in r.result.curve)
-            secs = Summary.of(h[0] for h in reached)
-            epoch = Summary.of(h[1] for h in reached)
-            rows.append((secs.mean if secs else float("inf"), exp_names, g, secs, epoch,
-                         len(reached), len(hits), best_val))
-        rows.sort(key=lambda r: r[0])
+        rows = _rows(entries, target)
         t = Table(f"{ctx.prefix}tta-{d}", f"Time to {target:g} % validation accuracy, "
                   f"{labels.dataset(d)}", ["Experiment", "Configuration", "Time to target (s)",
                                            "Epoch", "Best val (%)"])
@@ -97,16 +88,33 @@ def tta_tables(ctx: Context) -> tuple[list[Table], list[str]]:
                            "one GPU): their seconds are the pack's wall time, shared with the "
                            "pack's other runs, not the time the run would take alone.")
         tables.append(t)
-        done = [r for r in rows if r[3] is not None]
-        if done:
-            _, names, g, secs, epoch, *_ = done[0]
-            sentences.append(
-                f"**Time to {target:g} % ({labels.dataset(d)})**: fastest "
-                f"{_label(g, keys) or names} ({names}) in {secs.text(1)} s (epoch "
-                f"{epoch.mean:.0f}); {len(done)} of {len(rows)} configurations reached the target"
-                + (f", {len(rows) - len(done)} never did." if len(done) < len(rows) else "."))
-        else:
-            sentences.append(f"**Time to {target:g} % ({labels.dataset(d)})**: not reached by "
-                             f"any of {len(rows)} configurations (best validation accuracy "
-                             f"{max(r[7] for r in rows):.2f} %).")
+        sentences.append(_sentence(rows, target, d, keys))
     return tables, sentences
+
+
+def _rows(entries, target: float) -> list[tuple]:
+    """Per configuration, fastest first: (seconds, experiments, group, seconds summary, epoch
+    summary, runs that reached the target, runs, best validation accuracy)."""
+    rows = []
+    for exp_names, g in entries:
+        hits = [time_to_target(r.result, target) for r in g.done]
+        reached = [h for h in hits if h]
+        best_val = max(e.val_acc for r in g.done for e in r.result.curve)
+        secs = Summary.of(h[0] for h in reached)
+        epoch = Summary.of(h[1] for h in reached)
+        rows.append((secs.mean if secs else float("inf"), exp_names, g, secs, epoch,
+                     len(reached), len(hits), best_val))
+    return sorted(rows, key=lambda r: r[0])
+
+
+def _sentence(rows: list[tuple], target: float, dataset: str, keys: list[str]) -> str:
+    done = [r for r in rows if r[3] is not None]
+    if not done:
+        return (f"**Time to {target:g} % ({labels.dataset(dataset)})**: not reached by any of "
+                f"{len(rows)} configurations (best validation accuracy "
+                f"{max(r[7] for r in rows):.2f} %).")
+    _, names, g, secs, epoch, *_ = done[0]
+    return (f"**Time to {target:g} % ({labels.dataset(dataset)})**: fastest "
+            f"{_label(g, keys) or names} ({names}) in {secs.text(1)} s (epoch "
+            f"{epoch.mean:.0f}); {len(done)} of {len(rows)} configurations reached the target"
+            + (f", {len(rows) - len(done)} never did." if len(done) < len(rows) else "."))
