@@ -91,7 +91,7 @@ def _setup(cfg, mode, precision, device="cuda"):
         model = model.double()
     optimizer = make_optimizer(model.parameters(), cfg)
     setup = build(cfg, model, optimizer, train.x, train.y, ds.mean, ds.std,
-                  torch.device(device), precision=precision, mode=mode)
+                  torch.device(device), precision=precision, graph=mode == "graph")
     return model, optimizer, setup
 
 
