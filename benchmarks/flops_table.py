@@ -26,16 +26,18 @@ def gmacs(model: str, variant: str, shape) -> float:
     return count(model, variant, shape).macs / 1e9
 
 
-def closest_side(model: str, variant: str, target: float) -> int:
+def closest_side(model: str, variant: str, target: float) -> str:
     """The square side, 32 to 320, whose 3-channel count is closest to ``target`` GMACs (the
     count grows with the side, up to the stride's rounding: bisection, then a scan)."""
     lo, hi = 32, 320
+    if gmacs(model, variant, (3, hi, hi)) < target:
+        return f"> {hi}"
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if gmacs(model, variant, (3, mid, mid)) < target else (lo, mid)
     # the count steps with the stride's rounding, so look around the crossing
     near = range(max(32, lo - 8), min(320, hi + 8) + 1)
-    return min(near, key=lambda s: abs(gmacs(model, variant, (3, s, s)) - target))
+    return str(min(near, key=lambda s: abs(gmacs(model, variant, (3, s, s)) - target)))
 
 
 def main() -> None:

@@ -148,3 +148,20 @@ def test_status_eta_splits_a_pack_s_time_among_its_runs(tmp_path, capsys):
     (row,) = json.loads(capsys.readouterr().out)
     assert (row["done"], row["pending"]) == (8, 8)
     assert row["eta_s"] == pytest.approx(400.0)  # 8 more runs, a pack's time; not 8 packs'
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["status", "--db", "store.db"], ["runs", "--help"]])
+def test_commands_that_only_read_start_without_torch(tmp_path, argv):
+    # torch (with CUDA) takes seconds to import: --help, status and runs must not pay for it
+    from perfstudy.config import DLConfig
+    from perfstudy.study.spec import Run
+    from perfstudy.study.store import Store
+
+    Store(tmp_path / "store.db").add("s", [Run("e", DLConfig())])
+    code = ("import sys; from perfstudy.cli import main\n"
+            f"try: main({argv!r})\nexcept SystemExit: pass\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'torchvision', 'sklearn', 'matplotlib')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-500:]
