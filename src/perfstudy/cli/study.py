@@ -149,7 +149,7 @@ def find_data(runs, data_dir) -> None:
     """Find (or download) every dataset the runs will read before the first one starts: data
     that cannot be found is one error (exit 2), not one failed run per config. Each run still
     loads and verifies its files itself."""
-    from perfstudy import data  # here, not at import: it pulls in scikit-learn (~0.8 s)
+    from perfstudy import data  # here, not at import: it pulls in scikit-learn (slow to load)
 
     for name in sorted({r.config.dataset for r in runs if hasattr(r.config, "dataset")}):
         data.locate(name, data_dir)
