@@ -21,9 +21,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
 	touch $@
 
-# The test suite also exercises the optional extras: MLflow export and sklearnex SVMs.
+# The test suite also exercises the optional extras: MLflow export, sklearnex SVMs and Ray.
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PY) -m pip install -q --no-build-isolation -e ".[test,mlflow,intel]"
+	$(PY) -m pip install -q --no-build-isolation -e ".[test,mlflow,intel,ray]"
 	touch $@
 
 run: install

@@ -34,7 +34,7 @@ def run_cli(*args, env=None):
         (["run", "no-such-study.yaml"], "no-such-study.yaml: no such study file"),
         (["status", "--db", "/nonexistent/x.db"], "no results store here"),
         (["run", str(QUICK), "--executor", "pool", "--compile"],
-         "--compile works with the local executor"),
+         "--compile does not apply to --executor pool (it applies to local, ray)"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, message, capsys):
@@ -79,7 +79,7 @@ def test_a_study_without_its_data_stops_before_any_run(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert r.stderr.startswith("perfstudy: error: fashion-mnist not found in ")
     s = run_cli("status", "--db", str(db), "--json", env=env)
-    (row,) = json.loads(s.stdout)
+    (row,) = json.loads(s.stdout)["experiments"]
     assert row["failed"] == 0 and row["done"] == 0 and row["pending"] == row["runs"] > 0
 
 
@@ -145,7 +145,7 @@ def test_status_eta_splits_a_pack_s_time_among_its_runs(tmp_path, capsys):
         store.finish(c.key(), RunResult(kind="dl", config=c.to_dict(), extra={"pack_size": 8}))
     store.db.execute("UPDATE runs SET started_at=1000, finished_at=1400 WHERE status='done'")
     assert main(["status", "--db", str(tmp_path / "r.db"), "--json"]) == 0
-    (row,) = json.loads(capsys.readouterr().out)
+    (row,) = json.loads(capsys.readouterr().out)["experiments"]
     assert (row["done"], row["pending"]) == (8, 8)
     assert row["eta_s"] == pytest.approx(400.0)  # 8 more runs, a pack's time; not 8 packs'
 

@@ -261,6 +261,7 @@ def test_no_data_and_no_network_is_one_line(tmp_path, no_data_anywhere):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     mirror = f"http://127.0.0.1:{port}/mnist/"
+    (tmp_path / "given").mkdir()  # an empty folder: looked in, then the others
     with pytest.raises(DataError) as e:
         data.load("mnist", tmp_path / "given", mirrors=[mirror])
     message = str(e.value)
@@ -272,6 +273,11 @@ def test_no_data_and_no_network_is_one_line(tmp_path, no_data_anywhere):
         f"{mirror}{TRAIN_IMAGES}.gz: <urlopen error"
     )
     assert message.endswith("set PERFSTUDY_DATA_DIR to a folder holding the four IDX files")
+
+
+def test_a_data_dir_that_does_not_exist_is_an_error(tmp_path):
+    with pytest.raises(DataError, match=f"^data dir {tmp_path / 'nope'}: no such folder$"):
+        data.locate("mnist", tmp_path / "nope")
 
 
 # --- the in-process cache ----------------------------------------------------------------------

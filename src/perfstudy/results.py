@@ -3,8 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def json_safe(o: Any) -> Any:
+    """JSON has no NaN/inf: they become null rather than invalid JSON (SQLite's json
+    functions and other readers refuse ``NaN``)."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {str(k): json_safe(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [json_safe(v) for v in o]
+    return o
+
+
+def dumps(o: Any, **kw) -> str:
+    """``json.dumps`` of :func:`json_safe` ``o``: always valid JSON."""
+    return json.dumps(json_safe(o), allow_nan=False, default=str, **kw)
 
 
 @dataclass

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import os
 
+_limit: int | None = None  # set by limit_threads: this process's share of the cores
+
 
 def usable_cpus() -> int:
-    """Cores this process may run on (a container's CPU set, not the host's core count)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """Cores this process may run on: a container's CPU set, not the host's core count, and
+    no more than :func:`limit_threads` gave it."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    cpus = cpus or os.cpu_count() or 1
+    return min(cpus, _limit) if _limit else cpus
 
 
 def threads_per_worker(n_workers: int, n_cpus: int | None = None) -> int:
@@ -37,6 +40,8 @@ def limit_threads(n_threads: int, n_workers: int = 1) -> None:
 
     from perfstudy.svm.torchsvc import kernel_rows
 
+    global _limit
+    _limit = n_threads
     threadpool_limits(limits=n_threads)
     torch.set_num_threads(n_threads)
     kernel_rows.set_memory_share(1.0 / n_workers)

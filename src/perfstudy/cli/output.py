@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -11,21 +9,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-
-def _clean(o: Any) -> Any:
-    """JSON has no NaN/inf: write them as null rather than emit invalid JSON."""
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    return o
+from perfstudy.results import dumps
 
 
 def print_json(doc: Any) -> None:
-    json.dump(_clean(doc), sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")
+    sys.stdout.write(dumps(doc, indent=2) + "\n")
 
 
 def fmt(v: Any) -> str:

@@ -7,6 +7,7 @@ import csv
 import sys
 import time
 from collections import Counter, defaultdict
+from pathlib import Path
 
 from perfstudy.cli.output import print_json, print_table
 from perfstudy.dl.checkpoint import CHECKPOINT_EVERY_S
@@ -14,6 +15,7 @@ from perfstudy.errors import UsageError
 from perfstudy.progress import progress_bars, wanted
 from perfstudy.study import spec as studies
 from perfstudy.study.executors import EXECUTORS, Interrupted, execute_plan
+from perfstudy.study.executors import make as make_executor
 from perfstudy.study.flat import columns, flatten, varying
 from perfstudy.study.plan import plan
 from perfstudy.study.store import STATUSES, Store
@@ -38,8 +40,15 @@ def add_commands(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="list the runs and their count")
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     p.add_argument("--executor", choices=EXECUTORS.names(), default="local",
-                   help="local: one run at a time in this process; pool: worker processes")
+                   help="local: one run (or GPU pack) at a time in this process; pool: worker "
+                   "processes; ray: Ray tasks, GPU packs and CPU runs at the same time, on this "
+                   "machine or a cluster (needs perfstudy[ray])")
     p.add_argument("--workers", type=int, help="worker processes for --executor pool")
+    p.add_argument("--address", metavar="auto|HOST:PORT",
+                   help="--executor ray: the Ray cluster to use (default: start one here)")
+    p.add_argument("--cpus-per-run", type=int, metavar="N",
+                   help="--executor ray: CPU threads of each CPU run (default 4, at most a "
+                   "node's CPUs; libsvm fits and FLOPs counts take 1)")
     p.add_argument("--pack", metavar="auto|N|off",
                    help="on a GPU, train up to N runs at once (auto: as many as fit); "
                    "default: each experiment's own 'pack:' setting")
@@ -93,56 +102,92 @@ def cmd_run(args) -> int:
     study, runs = _load(args)
     if args.dry_run:
         return _dry_run(study, runs)
-    if args.workers is not None and args.workers < 1:
-        raise UsageError(f"--workers must be >= 1, got {args.workers}")
-    pack = {}
+    ex = make_executor(args.executor, **_executor_options(args))
+    store = Store(args.db)
+    try:
+        p = plan(study, runs, store, retry_failed=args.retry_failed, cuda=ex.cuda_available())
+        if not _announce(study, p, args):
+            return 1 if p.failed else 0
+        t0 = time.perf_counter()
+        with progress_bars(wanted(args.quiet)) as progress:
+            out = execute_plan(p, store, ex, data_dir=args.data_dir, progress=progress)
+    except (KeyboardInterrupt, Interrupted):
+        print("interrupted: the runs in progress are marked interrupted; run the same command "
+              "again to resume", file=sys.stderr)
+        return 130
+    finally:
+        ex.close()
+    print(f"study {study.name}: {out.done} run(s) done, {out.failed} failed in "
+          f"{_duration(time.perf_counter() - t0)}; {len(p.done) + out.done}/{p.total} done in "
+          f"{args.db}" + (f"; see `perfstudy runs --db {args.db} --filter status=failed`"
+                          if out.failed else ""), file=_say())
+    return 1 if len(p.failed) + out.failed else 0
+
+
+def _executor_options(args) -> dict:
+    """The options of ``perfstudy run`` that the chosen executor takes (one-line errors for
+    those it does not)."""
+    opts: dict = {}
+    if args.workers is not None:
+        if args.workers < 1:
+            raise UsageError(f"--workers must be >= 1, got {args.workers}")
+        opts["workers"] = args.workers
     if args.pack is not None:
-        if args.executor != "local":
-            raise UsageError("--pack works with the local executor (one GPU, one process)")
-        pack = {"pack": studies.parse_pack(args.pack, "--pack") or False}
+        opts["pack"] = studies.parse_pack(args.pack, "--pack") or False
     if args.compile:
-        if args.executor != "local":
-            raise UsageError("--compile works with the local executor (packs train there)")
-        pack["compile"] = True
+        opts["compile"] = True
     if args.checkpoint_every is not None:
         if not args.checkpoint_every >= 0:
             raise UsageError(f"--checkpoint-every must be >= 0 seconds, got "
                              f"{args.checkpoint_every:g}")
-        pack["checkpoint_every_s"] = args.checkpoint_every
-    store = Store(args.db)
-    p = plan(study, runs, store, retry_failed=args.retry_failed)
-    say = sys.stderr if not sys.stdout.isatty() else sys.stdout
+        opts["checkpoint_every_s"] = args.checkpoint_every
+    if args.address is not None:
+        opts["address"] = args.address
+    if args.cpus_per_run is not None:
+        if args.cpus_per_run < 1:
+            raise UsageError(f"--cpus-per-run must be >= 1, got {args.cpus_per_run}")
+        opts["cpus_per_run"] = args.cpus_per_run
+    takes = OPTIONS[args.executor]
+    for name, flag in FLAGS.items():
+        if name in opts and name not in takes:
+            raise UsageError(f"{flag} does not apply to --executor {args.executor} (it "
+                             f"applies to {', '.join(e for e, o in OPTIONS.items() if name in o)})")
+    return opts
+
+
+# which options each executor takes, and their flags
+OPTIONS = {"local": {"pack", "compile", "checkpoint_every_s"},
+           "pool": {"workers", "checkpoint_every_s"},
+           "ray": {"pack", "compile", "checkpoint_every_s", "address", "cpus_per_run"}}
+FLAGS = {"workers": "--workers", "pack": "--pack", "compile": "--compile",
+         "checkpoint_every_s": "--checkpoint-every", "address": "--address",
+         "cpus_per_run": "--cpus-per-run"}
+
+
+def _say():
+    return sys.stderr if not sys.stdout.isatty() else sys.stdout
+
+
+def _announce(study, p, args) -> bool:
+    """Say what the run will do; False when there is nothing to train."""
+    say = _say()
     if p.reclaimed:
         print(f"{p.reclaimed} run(s) killed mid-way earlier will be redone", file=say)
     skipped = f"{len(p.done)} already done (skipped)"
     if p.need_gpu:
-        skipped += (f", {len(p.need_gpu)} need a CUDA GPU, which this machine lacks (left "
-                    "pending for a machine that has one)")
+        where = "the Ray cluster" if args.executor == "ray" else "this machine"
+        skipped += (f", {len(p.need_gpu)} need a CUDA GPU, which {where} lacks (left pending "
+                    "for a machine that has one)")
     if p.failed:
         skipped += f", {len(p.failed)} failed before (skipped; --retry-failed redoes them)"
     if not p.todo:
         print(f"study {study.name}: nothing to train — {skipped} of {p.total} runs, "
               f"in {args.db}", file=say)
-        return 1 if p.failed else 0
+        return False
     find_data(p.todo, args.data_dir)
     print(f"study {study.name}: {p.total} runs; {skipped}; {len(p.todo)} to run "
           f"-> {args.db}", file=say)
-    t0 = time.perf_counter()
-    try:
-        with progress_bars(wanted(args.quiet)) as progress:
-            out = execute_plan(p, store, args.executor, args.workers, args.data_dir, progress,
-                               **pack)
-    except (KeyboardInterrupt, Interrupted):
-        print("interrupted: the current run is marked interrupted; run the same command "
-              "again to resume", file=sys.stderr)
-        return 130
-    wall = time.perf_counter() - t0
-    failed_total = len(p.failed) + out.failed
-    print(f"study {study.name}: {out.done} run(s) done, {out.failed} failed in "
-          f"{_duration(wall)}; {len(p.done) + out.done}/{p.total} done in {args.db}"
-          + (f"; see `perfstudy runs --db {args.db} --filter status=failed`" if out.failed
-             else ""), file=say)
-    return 1 if failed_total else 0
+    return True
 
 
 def find_data(runs, data_dir) -> None:
@@ -182,11 +227,23 @@ def _duration(s: float) -> str:
 
 
 def cmd_merge(args) -> int:
+    for src in args.sources:  # every source checked before the target is created or changed
+        source = Store(src, create=False)
+        source.rows()
+        source.close()
+    created = not Path(args.db).exists()
     store = Store(args.db)
-    for src in args.sources:
-        n = store.merge(src)
-        print(f"{src} -> {args.db}: {n['added']} run(s) added, {n['completed']} completed "
-              f"(done there, not here), {n['kept']} done in both (kept {args.db}'s)")
+    try:
+        for src in args.sources:
+            n = store.merge(src)
+            print(f"{src} -> {args.db}: {n['added']} run(s) added, {n['completed']} completed "
+                  f"(done there, not here), {n['kept']} done in both (kept {args.db}'s)")
+    except BaseException:
+        store.close()
+        if created:  # a failed merge leaves no empty store behind
+            for suffix in ("", "-wal", "-shm"):
+                Path(args.db + suffix).unlink(missing_ok=True)
+        raise
     done = sum(r.status == "done" for r in store.rows())
     print(f"{args.db}: {done} run(s) done")
     return 0
@@ -214,13 +271,30 @@ def cmd_status(args) -> int:
         eta = sum(secs) / len(secs) * left if secs and left else (0.0 if not left else None)
         report.append({"study": study, "experiment": exp, "runs": len(rows),
                        **{s: counts[s] for s in STATUSES}, "eta_s": eta})
+    flight = _in_flight(store.rows(status="running"))
     if args.json:
-        print_json(report)
+        print_json({"experiments": report, "in_flight": flight})
         return 0
     print_table(f"{args.db}", ["study", "experiment", "runs", *STATUSES, "ETA"],
                 ([r["study"], r["experiment"], r["runs"], *(r[s] for s in STATUSES),
                   "–" if r["eta_s"] is None else _duration(r["eta_s"])] for r in report))
+    if flight:
+        print_table("in flight", ["where", "runs", "experiments", "running for"],
+                    ([f["where"], f["runs"], ", ".join(f["experiments"]),
+                      _duration(f["seconds"])] for f in flight))
     return 0
+
+
+def _in_flight(rows) -> list[dict]:
+    """Running runs by where they train (a Ray node and device; else the claiming host)."""
+    by_where: dict[str, list] = defaultdict(list)
+    for r in rows:
+        by_where[r.placement or f"{r.host} (pid {r.pid})"].append(r)
+    now = time.time()
+    return [{"where": where, "runs": len(rs),
+             "experiments": sorted({e for r in rs for e in r.experiments}),
+             "seconds": now - min(r.started_at or now for r in rs)}
+            for where, rs in sorted(by_where.items())]
 
 
 def cmd_runs(args) -> int:

@@ -113,6 +113,8 @@ def locate(
     Raises a one-line ``DataError`` listing the places tried when nothing works.
     """
     source(name)  # unknown name: UsageError before anything else
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        raise DataError(f"data dir {data_dir}: no such folder")
     tried = []
     for folder, how in candidates(name, data_dir):
         have = [n for n in idx.NAMES if idx.find(folder, n)]

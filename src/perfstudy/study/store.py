@@ -1,10 +1,17 @@
 """The results store: SQLite (WAL), one row per run keyed by the hash of its full config.
 
-A run's life: ``pending`` → ``running`` (pid, host, start time) → ``done`` with its result,
-or ``failed`` (error text) / ``interrupted`` (Ctrl-C, SIGTERM). Each transition is one
-transaction, so a run killed at any point (even kill -9 or power loss) leaves either its
-previous state or the next one, never half a result; a ``running`` row whose process is gone
-is redone by the next runner (``reclaim_stale``).
+A run's life: ``pending`` → ``running`` (host, pid and start time of the process that claimed
+it; ``placement``: where it trains) → ``done`` with its result, or ``failed`` (error text) /
+``interrupted`` (Ctrl-C, SIGTERM). Each transition is one transaction, so a run killed at any
+point (even kill -9 or power loss) leaves either its previous state or the next one, never half
+a result; a ``running`` row whose process is gone is redone by the next runner
+(``reclaim_stale``). The process that claims a run owns it until it records the outcome: the
+local and pool executors' processes, or the Ray executor's driver (its workers never open the
+store).
+
+Only ``Store(path)`` (``perfstudy run``, a merge's target) creates or changes a store; it
+refuses a SQLite file that is not one. ``Store(path, create=False)`` (``status``, ``runs``,
+``report``, ``export``) opens it read-only and changes nothing, also on read-only media.
 """
 
 from __future__ import annotations
@@ -21,14 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from perfstudy.errors import UsageError
-from perfstudy.results import RunResult
+from perfstudy.results import RunResult, dumps
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: runs.placement
 STATUSES = ("pending", "running", "done", "failed", "interrupted")
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE runs (
     key TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
     config TEXT NOT NULL,            -- JSON of the run's full config
@@ -39,23 +46,33 @@ CREATE TABLE IF NOT EXISTS runs (
     pid INTEGER,
     started_at REAL,
     finished_at REAL,
-    result TEXT                      -- JSON of RunResult, only when done
+    result TEXT,                     -- JSON of RunResult, only when done
+    placement TEXT                   -- where it trains or trained (node, device)
 );
-CREATE TABLE IF NOT EXISTS memberships (
+CREATE TABLE memberships (
     study TEXT NOT NULL,
     experiment TEXT NOT NULL,
     key TEXT NOT NULL REFERENCES runs(key),
     PRIMARY KEY (study, experiment, key)
 );
-CREATE TABLE IF NOT EXISTS experiments (
+CREATE TABLE experiments (
     study TEXT NOT NULL,
     name TEXT NOT NULL,
     kind TEXT NOT NULL,
     description TEXT NOT NULL,       -- from the study file, quoted by the report
     PRIMARY KEY (study, name)
 );
-CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+CREATE INDEX runs_status ON runs(status);
 """
+# what this perfstudy reads: each table's columns in v1 (v2 adds runs.placement)
+COLUMNS = {
+    "meta": ("key", "value"),
+    "runs": ("key", "kind", "config", "status", "error", "attempts", "host", "pid",
+             "started_at", "finished_at", "result"),
+    "memberships": ("study", "experiment", "key"),
+    "experiments": ("study", "name", "kind", "description"),
+}
+MIGRATIONS = {1: "ALTER TABLE runs ADD COLUMN placement TEXT"}  # from version N to N + 1
 
 
 @dataclass
@@ -72,6 +89,7 @@ class Row:
     finished_at: float | None
     result: RunResult | None
     experiments: list[str]
+    placement: str | None = None
 
     @property
     def seconds(self) -> float | None:
@@ -82,26 +100,57 @@ class Row:
 
 class Store:
     def __init__(self, path: str | Path = "perfstudy.db", create: bool = True):
+        """``create``: open for writing, creating the store if the file is missing or empty;
+        else open read-only (the file must be a store)."""
         self.path = str(path)
-        if not create and not Path(self.path).exists():
+        p = Path(self.path)
+        if p.is_dir():
+            raise UsageError(f"{self.path}: is a folder, not a results store (--db FILE)")
+        if not create and not p.exists():
             raise UsageError(f"{self.path}: no results store here (run a study first, or --db)")
+        self.readonly = not create
         try:
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self._init_schema()
+            self.db = _read_only(p) if self.readonly else _connect(p)
+            self.version = self._check_schema()  # before any change to a file that is not one
+            if not self.readonly:
+                _write_mode(self.db)
         except sqlite3.DatabaseError as e:
             raise UsageError(f"{self.path}: not a perfstudy results store ({e})") from None
 
-    def _init_schema(self) -> None:
-        self.db.executescript(SCHEMA)
+    def _check_schema(self) -> int:
+        tables = {name for (name,) in self.db.execute(
+            "SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables and not self.readonly:  # a new store, created whole or not at all
+            self.db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} INSERT INTO meta VALUES "
+                                  f"('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
+            return SCHEMA_VERSION
+        if not tables and Path(self.path).stat().st_size == 0:
+            raise UsageError(f"{self.path}: an empty file, not a perfstudy results store (yet: "
+                             "a study that is just starting creates it)")
+        if "meta" not in tables:
+            raise UsageError(f"{self.path}: a SQLite file, but not a perfstudy results store "
+                             "(no meta table); give another --db")
         row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row is None:
-            self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) != SCHEMA_VERSION:
-            raise UsageError(f"{self.path}: results store schema v{row[0]}, this perfstudy "
-                             f"reads v{SCHEMA_VERSION}")
+        version = int(row[0]) if row and str(row[0]).isdigit() else None
+        if version is None or not 1 <= version <= SCHEMA_VERSION:
+            found = "no schema version" if version is None else f"schema v{version}"
+            raise UsageError(f"{self.path}: {found}; this perfstudy reads results stores of "
+                             f"schema v1 to v{SCHEMA_VERSION}")
+        for table, cols in COLUMNS.items():
+            have = {c[1] for c in self.db.execute(f"PRAGMA table_info({table})")}
+            if not have:
+                raise UsageError(f"{self.path}: damaged results store: no table {table!r}")
+            if missing := [c for c in cols if c not in have]:
+                raise UsageError(f"{self.path}: damaged results store: table {table!r} lacks "
+                                 f"column(s) {', '.join(missing)}")
+        if version < SCHEMA_VERSION and not self.readonly:
+            with self.tx() as db:
+                for v in range(version, SCHEMA_VERSION):
+                    db.execute(MIGRATIONS[v])
+                db.execute("UPDATE meta SET value=? WHERE key='schema_version'",
+                           (str(SCHEMA_VERSION),))
+            version = SCHEMA_VERSION
+        return version
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
@@ -143,7 +192,7 @@ class Store:
         with self.tx() as db:
             cur = db.execute(
                 "UPDATE runs SET status='running', attempts=attempts+1, host=?, pid=?, "
-                "started_at=?, finished_at=NULL, error=NULL "
+                "started_at=?, finished_at=NULL, error=NULL, placement=NULL "
                 "WHERE key=? AND status IN ('pending','interrupted','failed')",
                 (socket.gethostname(), os.getpid(), time.time(), key),
             )
@@ -153,8 +202,14 @@ class Store:
         with self.tx() as db:
             db.execute(
                 "UPDATE runs SET status='done', result=?, finished_at=?, error=NULL WHERE key=?",
-                (json.dumps(result.to_dict(), default=str), time.time(), key),
+                (dumps(result.to_dict()), time.time(), key),
             )
+
+    def place(self, keys, placement: str) -> None:
+        """Record where claimed runs train (a node and a device), for ``perfstudy status``."""
+        with self.tx() as db:
+            db.executemany("UPDATE runs SET placement=? WHERE key=? AND status='running'",
+                           [(placement, k) for k in keys])
 
     def fail(self, key: str, error: str, status: str = "failed") -> None:
         assert status in ("failed", "interrupted")
@@ -181,11 +236,17 @@ class Store:
         results of runs done there but not here. A run done in both keeps this store's result
         (the same config: the key is its hash). A run ``running`` there is copied as
         ``pending``: its process is on another machine, and this store's runner may take it.
-        Experiments and memberships are copied too. One transaction: all or nothing."""
+        Experiments and memberships are copied too. The source is checked whole first (schema,
+        JSON of every row), then copied in one transaction: all or nothing."""
         if Path(path).resolve() == Path(self.path).resolve():
             raise UsageError(f"{path}: cannot merge a store into itself")
-        _check_readable_store(path)
-        self.db.execute("ATTACH DATABASE ? AS other", (str(path),))
+        source = Store(path, create=False)
+        try:
+            source.rows()  # every row readable: a corrupt source is refused before any copy
+            placement = "placement" if source.version >= 2 else "NULL"
+        finally:
+            source.close()
+        self.db.execute("ATTACH DATABASE ? AS other", (f"file:{Path(path).resolve()}?mode=ro",))
         try:
             with self.tx() as db:
                 counts = dict(zip(("added", "completed", "kept"), db.execute(
@@ -197,24 +258,27 @@ class Store:
                 db.execute(
                     "INSERT INTO main.runs SELECT key, kind, config, "
                     "CASE status WHEN 'running' THEN 'pending' ELSE status END, error, attempts, "
-                    "host, pid, started_at, finished_at, result FROM other.runs "
+                    f"host, pid, started_at, finished_at, result, {placement} FROM other.runs "
                     "WHERE key NOT IN (SELECT key FROM main.runs)")
                 db.execute(
                     "UPDATE main.runs SET (status, error, attempts, host, pid, started_at, "
-                    "finished_at, result) = (SELECT status, error, attempts, host, pid, "
-                    "started_at, finished_at, result FROM other.runs o WHERE o.key = runs.key) "
-                    "WHERE status != 'done' AND key IN "
+                    f"finished_at, result, placement) = (SELECT status, error, attempts, host, "
+                    f"pid, started_at, finished_at, result, {placement} FROM other.runs o "
+                    "WHERE o.key = runs.key) WHERE status != 'done' AND key IN "
                     "(SELECT key FROM other.runs WHERE status = 'done')")
-                db.execute("INSERT OR IGNORE INTO main.memberships SELECT * FROM other.memberships")
-                db.execute("INSERT OR IGNORE INTO main.experiments SELECT * FROM other.experiments")
+                db.execute("INSERT OR IGNORE INTO main.memberships SELECT study, experiment, key "
+                           "FROM other.memberships")
+                db.execute("INSERT OR IGNORE INTO main.experiments SELECT study, name, kind, "
+                           "description FROM other.experiments")
         finally:
             self.db.execute("DETACH DATABASE other")
         return {k: int(v or 0) for k, v in counts.items()}
 
     # -- reading -------------------------------------------------------------------------
     def rows(self, study: str | None = None, status: str | None = None) -> list[Row]:
+        placement = "r.placement" if self.version >= 2 else "NULL"
         sql = ("SELECT r.key, r.kind, r.config, r.status, r.error, r.attempts, r.host, r.pid, "
-               "r.started_at, r.finished_at, r.result, group_concat(m.experiment) "
+               f"r.started_at, r.finished_at, r.result, group_concat(m.experiment), {placement} "
                "FROM runs r LEFT JOIN memberships m ON m.key = r.key")
         where, args = [], []
         if study:
@@ -226,7 +290,10 @@ class Store:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " GROUP BY r.key ORDER BY r.rowid"
-        return [_row(t) for t in self.db.execute(sql, args)]
+        try:
+            return [_row(t) for t in self.db.execute(sql, args)]
+        except (ValueError, TypeError, KeyError) as e:  # JSON that is not a config or result
+            raise UsageError(f"{self.path}: damaged results store: {e}") from None
 
     def status_of(self, keys: list[str]) -> dict[str, str]:
         out = {}
@@ -244,30 +311,41 @@ class Store:
         return [s for (s,) in self.db.execute("SELECT DISTINCT study FROM memberships")]
 
 
-def _check_readable_store(path: str | Path) -> None:
-    """``path`` is a results store of this schema, checked read-only (nothing is created in a
-    file that is not one)."""
-    if not Path(path).is_file():
-        raise UsageError(f"{path}: no results store here")
+def _connect(p: Path) -> sqlite3.Connection:
     try:
-        db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
-        try:
-            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        finally:
-            db.close()
-    except sqlite3.DatabaseError as e:
-        raise UsageError(f"{path}: not a perfstudy results store ({e})") from None
-    if row is None or int(row[0]) != SCHEMA_VERSION:
-        found = "no schema version" if row is None else f"schema v{row[0]}"
-        raise UsageError(f"{path}: {found}, this perfstudy reads results stores of schema "
-                         f"v{SCHEMA_VERSION}")
+        return sqlite3.connect(p, timeout=30, isolation_level=None)
+    except sqlite3.OperationalError as e:
+        raise UsageError(f"{p}: cannot open or create the results store ({e})") from None
+
+
+def _write_mode(db: sqlite3.Connection) -> None:
+    if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA foreign_keys=ON")
+
+
+def _read_only(p: Path) -> sqlite3.Connection:
+    """A connection that writes nothing. With no write-ahead log beside the file, no writer is
+    active and the file is read as immutable (SQLite then creates no -wal or -shm file, also
+    on read-only media); with one, through it, to see a running study's latest state."""
+    uri = f"file:{p.resolve()}?mode=ro"
+    if not Path(f"{p}-wal").exists():
+        uri += "&immutable=1"
+    return sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
 
 
 def _row(t) -> Row:
-    (key, kind, config, status, error, attempts, host, pid, t0, t1, result, exps) = t
-    return Row(key, kind, json.loads(config), status, error, attempts, host, pid, t0, t1,
-               RunResult.from_dict(json.loads(result)) if result else None,
-               sorted(set(exps.split(","))) if exps else [])
+    (key, kind, config, status, error, attempts, host, pid, t0, t1, result, exps, where) = t
+    try:
+        cfg = json.loads(config)
+        res = RunResult.from_dict(json.loads(result)) if result else None
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"run {key}: its stored config or result is not valid ({e})") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"run {key}: its stored config is not a mapping")
+    return Row(key, kind, cfg, status, error, attempts, host, pid, t0, t1, res,
+               sorted(set(exps.split(","))) if exps else [], where)
 
 
 def _alive(pid: int | None) -> bool:

@@ -2,7 +2,8 @@
 to do (``study.plan``) and records every outcome in the store (``study.execute``).
 
 - ``local``: one unit at a time, in this process (the default);
-- ``pool``: worker processes on this machine, each with its share of the CPU threads.
+- ``pool``: worker processes on this machine, each with its share of the CPU threads;
+- ``ray``: Ray tasks on one host's GPU and CPUs at once, or on a cluster (``ray_cluster``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import signal
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from perfstudy.errors import UsageError
 from perfstudy.registry import Registry
 from perfstudy.study.execute import Interrupted
 from perfstudy.study.plan import Plan
@@ -19,6 +21,7 @@ from perfstudy.study.store import Store
 EXECUTORS: Registry = Registry("executor", {
     "local": "perfstudy.study.executors.local:LocalExecutor",
     "pool": "perfstudy.study.executors.pool:PoolExecutor",
+    "ray": "perfstudy.study.executors.ray_cluster:RayExecutor",
 })
 
 
@@ -31,6 +34,28 @@ class Outcome:
         for status in statuses:
             self.done += status == "done"
             self.failed += status == "failed"
+
+
+class Executor:
+    """What every executor shares: where CUDA runs can run, and nothing to release."""
+
+    def cuda_available(self) -> bool:
+        """Whether runs that need CUDA can run (else they are left pending)."""
+        from perfstudy.study.plan import cuda_available
+
+        return cuda_available()
+
+    def close(self) -> None:
+        pass
+
+
+def make(name: str, **options) -> Executor:
+    """The executor ``name`` with its options (a one-line error for options it lacks)."""
+    cls = EXECUTORS.get(name)
+    try:
+        return cls(**options)
+    except TypeError as e:
+        raise UsageError(f"--executor {name}: {e}") from None
 
 
 @contextmanager
@@ -47,11 +72,20 @@ def sigterm_interrupts():
         signal.signal(signal.SIGTERM, old)
 
 
-def execute_plan(p: Plan, store: Store, executor: str = "local", workers: int | None = None,
-                 data_dir=None, progress=None, **executor_options) -> Outcome:
-    ex = EXECUTORS.get(executor)(workers=workers, **executor_options)
-    with sigterm_interrupts():
-        return ex.execute(p.todo, store, data_dir, progress)
+def execute_plan(p: Plan, store: Store, executor: str | Executor = "local",
+                 workers: int | None = None, data_dir=None, progress=None,
+                 **executor_options) -> Outcome:
+    """Run the plan's runs still to do with ``executor`` (a name, or one made by :func:`make`,
+    which is then left open)."""
+    ex = make(executor, workers=workers, **executor_options) if isinstance(executor, str) \
+        else executor
+    try:
+        with sigterm_interrupts():
+            return ex.execute(p.todo, store, data_dir, progress)
+    finally:
+        if isinstance(executor, str):
+            ex.close()
 
 
-__all__ = ["EXECUTORS", "Interrupted", "Outcome", "execute_plan", "sigterm_interrupts"]
+__all__ = ["EXECUTORS", "Executor", "Interrupted", "Outcome", "execute_plan", "make",
+           "sigterm_interrupts"]

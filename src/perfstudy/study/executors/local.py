@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from perfstudy.progress import NullProgress
 from perfstudy.study.execute import run_unit
-from perfstudy.study.executors import Outcome
+from perfstudy.study.executors import Executor, Outcome
 from perfstudy.study.schedule import gpu_free_bytes, units
 from perfstudy.study.store import Store
 
 
-class LocalExecutor:
+class LocalExecutor(Executor):
     def __init__(self, workers: int | None = 1, pack: int | str | None = None,
                  compile: bool = False, checkpoint_every_s: float | None = None):
         self.pack, self.compile, self.checkpoint_every_s = pack, compile, checkpoint_every_s

@@ -9,7 +9,7 @@ import os
 
 from perfstudy.progress import NullProgress
 from perfstudy.study.execute import Interrupted, run_unit
-from perfstudy.study.executors import Outcome
+from perfstudy.study.executors import Executor, Outcome
 from perfstudy.study.store import Store
 from perfstudy.threads import limit_threads, threads_per_worker
 
@@ -23,7 +23,7 @@ def _job(run, db_path: str, data_dir, checkpoint_every_s=None) -> str:
         store.close()
 
 
-class PoolExecutor:
+class PoolExecutor(Executor):
     def __init__(self, workers: int | None = None, checkpoint_every_s: float | None = None):
         self.workers = workers or max(1, (os.cpu_count() or 1) // 2)
         self.checkpoint_every_s = checkpoint_every_s
