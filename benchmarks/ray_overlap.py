@@ -65,7 +65,8 @@ def measure(executor: str, study: str, limit: float) -> dict:
     t0 = time.perf_counter()
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=limit,
-                              env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                  filter(None, (str(ROOT / "src"), os.environ.get("PYTHONPATH"))))})
         code, tail = done.returncode, (done.stderr or done.stdout).strip().splitlines()[-1:]
     except subprocess.TimeoutExpired:
         code, tail = "timeout", [f"stopped after {limit:.0f} s"]
