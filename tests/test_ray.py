@@ -219,6 +219,16 @@ def test_gpu_packs_go_to_declared_gpus_beside_cpu_runs(cluster, tmp_path):
         "GPU [0]", "GPU [1]"}
 
 
+def test_without_real_gpus_the_free_memory_read_on_a_gpu_worker_packs_nothing(cluster,
+                                                                              tmp_path):
+    runs = [Run("q1a", DLConfig(model="resnet18", device="cuda", seed=s), "auto")
+            for s in range(3)]
+    store = Store(tmp_path / "p.db")
+    store.add("p", runs)
+    out = RayExecutor(task=placed, cpus_per_run=2).execute(runs, store, None)
+    assert out.done == 3 and {r.result.extra["pack_size"] for r in store.rows()} == {1}
+
+
 def test_packs_are_split_so_that_n_gpus_finish_together():
     r18 = [Run("q", DLConfig(model="resnet18", device="cuda", seed=s), "auto") for s in range(8)]
     r50 = [Run("q", DLConfig(model="resnet50", device="cuda", seed=s), "auto") for s in range(8)]

@@ -95,6 +95,24 @@ def run_task(cfgs, options: dict, data_dir, checkpoint, driver_node: str, tracke
         return {"error": error_text(exc), "where": where}
 
 
+class GpuWorker:
+    """One process per GPU for the whole study (a Ray actor holding one GPU and one CPU): CUDA,
+    torch and the datasets are set up once, not per unit (a GPU task would start a fresh
+    process each time: Ray's tasks give up a GPU's process after one call)."""
+
+    def __init__(self, task: Callable):
+        self.task = task
+
+    def run(self, *args):
+        return self.task(*args)
+
+    def free_bytes(self) -> int | None:
+        """This GPU's free memory (None: no CUDA device here, e.g. GPUs only declared)."""
+        import torch
+
+        return torch.cuda.mem_get_info()[0] if torch.cuda.is_available() else None
+
+
 class Tracker:
     """Collects where tasks started (a Ray actor): the driver drains it while it waits."""
 
@@ -107,18 +125,6 @@ class Tracker:
     def drain(self) -> list[tuple[list[str], str]]:
         out, self.events = self.events, []
         return out
-
-
-def _gpu_free_bytes(ray) -> int | None:
-    """Free memory of one GPU of the cluster, read on it (None: no GPU, or none usable)."""
-
-    def probe():
-        import torch
-
-        return torch.cuda.mem_get_info()[0] if torch.cuda.is_available() else None
-
-    task = ray.remote(num_gpus=1, num_cpus=0, max_calls=1)(probe)
-    return ray.get(task.remote())
 
 
 class RayExecutor(Executor):
@@ -171,12 +177,13 @@ class RayExecutor(Executor):
         self.connect()
         gpus, cpus, node_cpus = self._capacity()
         cpus_per_run = max(1, min(self.cpus_per_run or CPUS_PER_RUN, node_cpus))
-        free = self.free_bytes if self.free_bytes is not None or not gpus \
-            else _gpu_free_bytes(self.ray)
+        driver = _Driver(self, store, data_dir, progress, gpus, cpus, cpus_per_run)
+        free = self.free_bytes
+        if free is None and gpus and any(on_gpu(r.config, True) for r in runs):
+            free = driver.gpu_free_bytes()
         units = schedule.units(runs, self.pack, free)
         gpu_units = schedule.spread([u for u in units if on_gpu(u[0].config, gpus > 0)], gpus)
         cpu_units = [u for u in units if not on_gpu(u[0].config, gpus > 0)]
-        driver = _Driver(self, store, data_dir, progress, gpus, cpus, cpus_per_run)
         return driver.run(deque(gpu_units), deque(cpu_units), len(runs))
 
 
@@ -187,7 +194,9 @@ class _Driver:
                  cpus: int, cpus_per_run: int):
         self.ex, self.ray, self.store, self.data_dir = ex, ex.ray, store, data_dir
         self.progress, self.gpus, self.cpus, self.cpus_per_run = progress, gpus, cpus, cpus_per_run
-        self.inflight: dict = {}  # ObjectRef -> (claimed runs, resources, progress task)
+        self.inflight: dict = {}  # ObjectRef -> (claimed runs, resources, progress line, actor)
+        self.idle_gpu_workers: list = []
+        self.gpu_workers = 0
         self.used = {"num_gpus": 0, "num_cpus": 0}
         self.out = Outcome()
         self.driver_node = self.ray.get_runtime_context().get_node_id()
@@ -195,10 +204,16 @@ class _Driver:
         here = self.ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
             self.driver_node, soft=False)
         self.tracker = self.ray.remote(num_cpus=0, scheduling_strategy=here)(Tracker).remote()
-        task = self.ray.remote(max_retries=RETRIES, retry_exceptions=False)
-        # a GPU task in a fresh worker process: CUDA binds a process to its first device
-        self.remote = {True: self.ray.remote(max_retries=RETRIES, retry_exceptions=False,
-                                             max_calls=1)(ex.task), False: task(ex.task)}
+        self.cpu_task = self.ray.remote(max_retries=RETRIES, retry_exceptions=False)(ex.task)
+        self.gpu_worker = self.ray.remote(num_gpus=1, num_cpus=1, max_restarts=RETRIES,
+                                          max_task_retries=RETRIES)(GpuWorker)
+
+    def gpu_free_bytes(self) -> int | None:
+        """One GPU's free memory, read by the first GPU worker (kept for the units)."""
+        actor = self.gpu_worker.remote(self.ex.task)
+        self.gpu_workers += 1
+        self.idle_gpu_workers.append(actor)
+        return self.ray.get(actor.free_bytes.remote())
 
     def run(self, gpu_units: deque, cpu_units: deque, total: int) -> Outcome:
         bar = self.progress.add(f"runs · ray: {self.gpus} GPU, {self.cpus} CPU", total=total)
@@ -217,7 +232,8 @@ class _Driver:
             self._cancel()
             raise
         finally:
-            self.ray.kill(self.tracker)
+            for actor in [self.tracker, *self.idle_gpu_workers]:
+                self.ray.kill(actor)
         self.progress.remove(bar)
         return self.out
 
@@ -226,6 +242,8 @@ class _Driver:
 
     def _fits(self, unit) -> bool:
         res = self._res(unit)
+        if res["num_gpus"] and not self.idle_gpu_workers and self.gpu_workers >= self.gpus:
+            return False
         # a GPU unit uses one CPU besides: leave one CPU per GPU to the GPU units
         cpu_room = self.cpus - self.used["num_cpus"] - (
             0 if res["num_gpus"] else max(0, self.gpus - self.used["num_gpus"]))
@@ -243,14 +261,22 @@ class _Driver:
         options = {"compile": self.ex.compile, "checkpoint_every_s": self.ex.checkpoint_every_s}
         if len(claimed) == 1:
             options.pop("compile")
-        # CPU tasks spread over the nodes (less contention for memory bandwidth)
-        placement = {} if res["num_gpus"] else {"scheduling_strategy": "SPREAD"}
-        ref = self.remote[bool(res["num_gpus"])].options(**res, **placement).remote(
-            [r.config for r in claimed], options, self.data_dir, checkpoint_of(self.store, claimed),
-            self.driver_node, self.tracker, [r.key for r in claimed])
+        args = ([r.config for r in claimed], options, self.data_dir,
+                checkpoint_of(self.store, claimed), self.driver_node, self.tracker,
+                [r.key for r in claimed])
+        actor = None
+        if res["num_gpus"]:
+            actor = self.idle_gpu_workers.pop() if self.idle_gpu_workers else None
+            if actor is None:
+                actor = self.gpu_worker.remote(self.ex.task)
+                self.gpu_workers += 1
+            ref = actor.run.remote(*args)
+        else:  # CPU tasks spread over the nodes (less contention for memory bandwidth)
+            ref = self.cpu_task.options(**res, scheduling_strategy="SPREAD").remote(*args)
         label = f"{claimed[0].experiment}" + (f" · pack of {len(claimed)}" if len(claimed) > 1
                                                else f" · {claimed[0].key}")
-        self.inflight[ref] = (claimed, res, self.progress.add(f"  queued · {label}", total=None))
+        line = self.progress.add(f"  queued · {label}", total=None)
+        self.inflight[ref] = (claimed, res, line, actor)
         for k in self.used:
             self.used[k] += res[k]
 
@@ -258,15 +284,18 @@ class _Driver:
         ready, _ = self.ray.wait(list(self.inflight), num_returns=1, timeout=1.0)
         self._placements()
         for ref in ready:
-            claimed, res, line = self.inflight.pop(ref)
+            claimed, res, line, actor = self.inflight.pop(ref)
             for k in self.used:
                 self.used[k] -= res[k]
             self.progress.remove(line)
-            self._record(ref, claimed)
+            if self._record(ref, claimed) and actor is not None:
+                self.idle_gpu_workers.append(actor)
+            elif actor is not None:  # dead for good: another is started when needed
+                self.gpu_workers -= 1
             self.progress.advance(bar, len(claimed))
 
     def _placements(self) -> None:
-        lines = {tuple(r.key for r in c): (c, line) for c, _, line in self.inflight.values()}
+        lines = {tuple(r.key for r in c): (c, line) for c, _, line, _ in self.inflight.values()}
         for keys, where in self.ray.get(self.tracker.drain.remote()):
             self.store.place(keys, where)
             if tuple(keys) in lines:
@@ -275,13 +304,15 @@ class _Driver:
                                                  if len(claimed) > 1 else "")
                 self.progress.update(line, description=f"  {where} · {label}")
 
-    def _record(self, ref, claimed: list[Run]) -> None:
-        ray = self.ray
+    def _record(self, ref, claimed: list[Run]) -> bool:
+        """Store the outcome; False when the worker died (Ray's error, not the run's)."""
+        ray, alive = self.ray, True
         try:
             out = ray.get(ref)
         except ray.exceptions.RayTaskError as e:  # the task itself failed outside the run
             out = {"error": f"{type(e.cause).__name__}: {e.cause}\n{e}"}
         except ray.exceptions.RayError as e:  # its worker or node died, RETRIES + 1 times
+            alive = False
             first = (str(e).splitlines() or [""])[0]
             out = {"error": f"{type(e).__name__}: the task's worker or node died {RETRIES + 1} "
                             f"times (Ray retried it {RETRIES} times): {first}"}
@@ -289,7 +320,7 @@ class _Driver:
             for r in claimed:
                 self.store.fail(r.key, out["error"])
             self.out.failed += len(claimed)
-            return
+            return alive
         for r, result in zip(claimed, out["results"], strict=True):
             self.store.finish(r.key, result)
         self.out.done += len(claimed)
@@ -298,6 +329,7 @@ class _Driver:
             from perfstudy.dl.checkpoint import Checkpoint
 
             Checkpoint(ckpt).remove()
+        return True
 
     def _refuse(self, unit, bar) -> None:
         """A unit no node can take (more CPUs or GPUs than any has): failed, with the reason."""
@@ -310,8 +342,11 @@ class _Driver:
         self.progress.advance(bar, len(unit))
 
     def _cancel(self) -> None:
-        for ref, (claimed, _res, _line) in self.inflight.items():
-            self.ray.cancel(ref, force=True)
+        for ref, (claimed, _res, _line, actor) in self.inflight.items():
+            if actor is None:
+                self.ray.cancel(ref, force=True)
+            else:  # an actor's call cannot be force-cancelled: the actor goes
+                self.ray.kill(actor, no_restart=True)
             for r in claimed:
                 self.store.fail(r.key, INTERRUPTED, status="interrupted")
         self.inflight.clear()
