@@ -62,18 +62,21 @@ TRAIN_IMAGES = 49_000  # the 70 % training split, when a run takes no subset
 
 
 def unit_work(unit: Sequence[Run]) -> float:
-    """A unit's estimated GPU time, in training FLOPs of one run alone (a model of the time,
-    for ordering and splitting; not a measurement)."""
+    """A unit's estimated time, in FLOPs of one run alone: a deep-learning run's training
+    FLOPs, an SVM fit's kernel products (n^2 images x 784 pixels x 45 class pairs). A model
+    of the time, for ordering and splitting; not a measurement."""
     from perfstudy.dl import flops
 
     per_run = []
     for r in unit:
         cfg = r.config
-        if cfg.kind != "dl":
+        images = getattr(cfg, "train_subset", None) or TRAIN_IMAGES
+        if cfg.kind == "dl":
+            per_run.append(flops.count(cfg.model, cfg.variant).train_flops * images * cfg.epochs)
+        elif cfg.kind == "svm":
+            per_run.append(images**2 * 784 * 45.0)
+        else:
             per_run.append(0.0)
-            continue
-        images = (cfg.train_subset or TRAIN_IMAGES) * cfg.epochs
-        per_run.append(flops.count(cfg.model, cfg.variant).train_flops * images)
     return sum(per_run) / len(per_run) * len(unit) ** PACK_SCALING
 
 

@@ -183,7 +183,9 @@ class RayExecutor(Executor):
             free = driver.gpu_free_bytes()
         units = schedule.units(runs, self.pack, free)
         gpu_units = schedule.spread([u for u in units if on_gpu(u[0].config, gpus > 0)], gpus)
-        cpu_units = [u for u in units if not on_gpu(u[0].config, gpus > 0)]
+        # CPU units longest first too: the last to start should not be the longest to run
+        cpu_units = sorted((u for u in units if not on_gpu(u[0].config, gpus > 0)),
+                           key=schedule.unit_work, reverse=True)
         return driver.run(deque(gpu_units), deque(cpu_units), len(runs))
 
 
