@@ -38,7 +38,7 @@ def test_numbers_are_normalised_so_equal_settings_hash_equal():
         (DLConfig, {"device": "tpu"}, "unknown device 'tpu'"),
         (DLConfig, {"variant": "big"}, "unknown variant 'big'"),
         (DLConfig, {"engine": "turbo"}, "unknown engine 'turbo'"),
-        (DLConfig, {"train_subset": 5}, "train subset must be >= 10"),
+        (DLConfig, {"train_subset": 5}, "train_subset must be 10 (one image per class) to 49,000"),
         (SVMConfig, {"kernel": "sigmoid2"}, "unknown kernel 'sigmoid2'"),
         (SVMConfig, {"C": 0}, "C must be > 0"),
         (SVMConfig, {"gamma": "big"}, "gamma must be 'scale', 'auto' or a number"),

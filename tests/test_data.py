@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import json
 import os
+import shutil
 import socket
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -173,7 +174,9 @@ def test_lookup_order_data_dir_then_env_then_cache(
     assert data.locate("mnist") == (given / "mnist", "env")
     monkeypatch.delenv(sources.ENV_VAR)
     assert data.locate("mnist") == (cache, "cache")
-    assert data.locate("mnist", tmp_path / "nowhere") == (cache, "cache")
+    # a data dir that does not exist is an error, not a silent fall-back to the cache
+    with pytest.raises(DataError, match="nowhere: no such folder"):
+        data.locate("mnist", tmp_path / "nowhere")
 
 
 def test_a_half_copied_folder_is_reported(fake_dataset):
@@ -256,6 +259,36 @@ def test_download_with_a_wrong_checksum_leaves_nothing(
     assert list(no_data_anywhere.iterdir()) == []  # no file, no leftover .part
 
 
+def test_a_download_of_the_real_files_is_checked_by_md5_and_sha256(
+    http_mirror, no_data_anywhere, real_data_dir
+):
+    root, url = http_mirror
+    shutil.copytree(real_data_dir / "mnist", root / "mnist")
+    assert data.locate("mnist", mirrors=[f"{url}/mnist/"]) == (no_data_anywhere, "download")
+    shas = sources.sha256s("mnist")
+    for name in idx.NAMES:
+        assert idx.sha256(idx.read_bytes(no_data_anywhere / f"{name}.gz")) == shas[name]
+
+
+def test_a_download_larger_than_any_idx_file_is_cut_off(http_mirror, no_data_anywhere):
+    root, url = http_mirror
+    (root / "mnist").mkdir()
+    (root / "mnist" / f"{TRAIN_IMAGES}.gz").write_bytes(os.urandom(idx.MAX_BYTES + (1 << 20)))
+    with pytest.raises(DataError, match=f"{TRAIN_IMAGES}.gz: more than 64 MiB: not an IDX file"):
+        data.locate("mnist", mirrors=[f"{url}/mnist/"])
+    assert list(no_data_anywhere.iterdir()) == []  # no file, no leftover .part
+
+
+def test_a_gzip_bomb_is_refused_before_it_fills_memory(tmp_path):
+    bomb = tmp_path / f"{TRAIN_IMAGES}.gz"
+    with gzip.open(bomb, "wb", compresslevel=1) as f:
+        for _ in range(80):  # 80 MiB of zeros in ~80 KB
+            f.write(bytes(1 << 20))
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(DataError, match="decompresses to more than 64 MiB"):
+        idx.read_bytes(bomb)
+
+
 def test_no_data_and_no_network_is_one_line(tmp_path, no_data_anywhere):
     with socket.socket() as s:  # a port nothing listens on: connection refused
         s.bind(("127.0.0.1", 0))
@@ -329,6 +362,14 @@ def test_real_data_is_found_through_the_env_var_and_verified(real, real_data_dir
     assert ds.source["dir"] == str((real_data_dir / ds.name).resolve())
     assert {f.removesuffix(".gz"): v["md5"] for f, v in ds.source["files"].items()} == canonical
     assert all(v["ok"] for v in ds.source["files"].values())
+
+
+def test_shipped_sha256s_are_those_of_the_verified_files(real, real_data_dir):
+    ds, _, _ = real  # found and verified by MD5
+    shas = sources.sha256s(ds.name)
+    for file in idx.NAMES:
+        data_bytes = idx.read_bytes(idx.find(real_data_dir / ds.name, file))
+        assert idx.sha256(data_bytes) == shas[file]
 
 
 def test_split_sizes_are_exact(real):

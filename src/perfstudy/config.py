@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -19,6 +20,9 @@ from perfstudy.registry import Registry
 # The choices a config may name. Implementations are imported on first use (``Registry``), so
 # this module, and every command that only reads configs, runs without importing torch.
 DATASETS = ("mnist", "fashion-mnist")
+IMAGES = {"mnist": 70_000, "fashion-mnist": 70_000}  # pooled, before the split
+FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
+SEEDS = 2**32  # seeds are 0 .. 2**32 - 1 (what numpy's and torch's generators all take)
 KERNELS = ("rbf", "poly", "linear")
 DEVICES = ("auto", "cpu", "cuda")
 VARIANTS = ("native", "imagenet")
@@ -129,25 +133,19 @@ class DLConfig(_Config):
 
     def __post_init__(self):
         self._check_types()
-        _check_dataset(self.dataset)
+        _check_common(self)
         _check_model(self.model, self.variant)
-        if self.batch_size < 1:
-            raise UsageError(f"batch size must be >= 1, got {self.batch_size}")
-        if not self.lr > 0:
-            raise UsageError(f"learning rate must be > 0, got {self.lr}")
-        if self.epochs < 1:
-            raise UsageError(f"epochs must be >= 1, got {self.epochs}")
-        if self.num_workers < 0:
-            raise UsageError(f"num_workers must be >= 0, got {self.num_workers}")
-        if self.weight_decay < 0:
-            raise UsageError(f"weight decay must be >= 0, got {self.weight_decay}")
+        check_range("batch size", self.batch_size, 1, 65_536)
+        check_range("learning rate", self.lr, 0, 100, low_open=True)
+        check_range("momentum", self.momentum, 0, 1)
+        check_range("weight decay", self.weight_decay, 0, 100)
+        check_range("epochs", self.epochs, 1, 10_000)
+        check_range("num_workers", self.num_workers, 0, 64)
         if self.device not in DEVICES:
             raise UsageError(f"unknown device {self.device!r}; choose from: {', '.join(DEVICES)}")
         OPTIMIZERS.check(self.optimizer)
         if self.engine != "auto":
             ENGINES.check(self.engine)
-        _check_subset(self.train_subset)
-        _check_subset(self.eval_subset)
 
 
 @dataclass(frozen=True)
@@ -170,15 +168,16 @@ class SVMConfig(_Config):
 
     def __post_init__(self):
         self._check_types()
-        _check_dataset(self.dataset)
+        _check_common(self)
         if self.kernel not in KERNELS:
             raise UsageError(f"unknown kernel {self.kernel!r}; choose from: {', '.join(KERNELS)}")
-        if not self.C > 0:
-            raise UsageError(f"C must be > 0, got {self.C}")
+        check_range("C", self.C, 0, 1e6, low_open=True)
+        check_range("coef0", self.coef0, -1e6, 1e6)
+        check_range("tol", self.tol, 0, 1, low_open=True)
         if self.backend != "auto":
             SVM_BACKENDS.check(self.backend)
-        if self.kernel == "poly" and self.degree < 1:
-            raise UsageError(f"degree must be >= 1, got {self.degree}")
+        if self.kernel == "poly":
+            check_range("degree", self.degree, 1, 10)
         if isinstance(self.gamma, str):
             if self.gamma not in ("scale", "auto"):
                 try:
@@ -187,13 +186,11 @@ class SVMConfig(_Config):
                     raise UsageError(
                         f"gamma must be 'scale', 'auto' or a number > 0, got {self.gamma!r}"
                     ) from None
-        if not isinstance(self.gamma, str) and not self.gamma > 0:
-            raise UsageError(f"gamma must be > 0, got {self.gamma}")
+        if not isinstance(self.gamma, str):
+            check_range("gamma", self.gamma, 0, 1e6, low_open=True)
         if self.kernel != "poly":
             # degree only matters for poly: normalise it so equal fits hash equal
             object.__setattr__(self, "degree", 0)
-        _check_subset(self.train_subset)
-        _check_subset(self.eval_subset)
 
 
 @dataclass(frozen=True)
@@ -213,6 +210,39 @@ class FlopsConfig(_Config):
 
 
 CONFIGS: dict[str, type[_Config]] = {"dl": DLConfig, "svm": SVMConfig, "flops": FlopsConfig}
+
+
+def split_sizes(n: int) -> tuple[int, int, int]:
+    """(train, val, test) sizes for ``n`` pooled images; train takes the rounding remainder."""
+    val = round(n * FRACTIONS["val"])
+    test = round(n * FRACTIONS["test"])
+    return n - val - test, val, test
+
+
+def check_range(name: str, value, low=None, high=None, low_open: bool = False) -> None:
+    """A finite number in [low, high] (``low_open``: above low), else a one-line error."""
+    ok = isinstance(value, (int, float)) and math.isfinite(value)
+    ok = ok and (low is None or (value > low if low_open else value >= low))
+    ok = ok and (high is None or value <= high)
+    if not ok:
+        bound = [f"{'>' if low_open else '>='} {low:g}" if low is not None else None,
+                 f"<= {high:g}" if high is not None else None]
+        what = " and ".join(b for b in bound if b) or "a finite number"
+        raise UsageError(f"{name} must be {what}, got {value}")
+
+
+def _check_common(cfg) -> None:
+    """Dataset, seeds and subsets: the settings every training config shares."""
+    _check_dataset(cfg.dataset)
+    check_range("seed", cfg.seed, 0, SEEDS - 1)
+    check_range("split_seed", cfg.split_seed, 0, SEEDS - 1)
+    n_train, n_val, _ = split_sizes(IMAGES[cfg.dataset])
+    for name, n, most in (("train_subset", cfg.train_subset, n_train),
+                          ("eval_subset", cfg.eval_subset, n_val)):
+        if n is not None and not 10 <= n <= most:
+            raise UsageError(f"{name} must be 10 (one image per class) to {most:,} (the "
+                             f"{cfg.dataset} {'training' if name[0] == 't' else 'validation'} "
+                             f"split), got {n:,}")
 
 
 def parse_input(text: str) -> tuple[int, int, int]:
@@ -236,6 +266,4 @@ def _check_dataset(name: str) -> None:
         raise UsageError(f"unknown dataset {name!r}; choose from: {', '.join(DATASETS)}")
 
 
-def _check_subset(n: int | None) -> None:
-    if n is not None and n < 10:
-        raise UsageError(f"train subset must be >= 10 images (one per class), got {n}")
+

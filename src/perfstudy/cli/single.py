@@ -19,6 +19,7 @@ from perfstudy.config import (
     SVMConfig,
     parse_input,
 )
+from perfstudy.errors import UsageError
 from perfstudy.progress import progress_bars, wanted
 from perfstudy.results import RunResult
 
@@ -169,6 +170,9 @@ def show_result(r: RunResult) -> None:
 def cmd_flops(args) -> int:
     from perfstudy.dl import flops
 
+    if args.input and not args.model:
+        raise UsageError("--input needs --model (without --model every model is counted at its "
+                         "own inputs)")
     if args.model:
         shape = parse_input(args.input) if args.input else None
         infos = [flops.count(args.model, args.variant, shape)]

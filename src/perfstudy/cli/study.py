@@ -117,10 +117,13 @@ def cmd_run(args) -> int:
         return 130
     finally:
         ex.close()
-    print(f"study {study.name}: {out.done} run(s) done, {out.failed} failed in "
-          f"{_duration(time.perf_counter() - t0)}; {len(p.done) + out.done}/{p.total} done in "
-          f"{args.db}" + (f"; see `perfstudy runs --db {args.db} --filter status=failed`"
-                          if out.failed else ""), file=_say())
+    # counted in the store: another runner may have done runs of this study meanwhile
+    status = store.status_of(list({r.key for r in runs}))
+    print(f"study {study.name}: {out.done} run(s) done here, {out.failed} failed, in "
+          f"{_duration(time.perf_counter() - t0)}; {sum(s == 'done' for s in status.values())}"
+          f"/{p.total} done in {args.db}"
+          + (f"; see `perfstudy runs --db {args.db} --filter status=failed`" if out.failed
+             else ""), file=_say())
     return 1 if len(p.failed) + out.failed else 0
 
 
@@ -264,25 +267,40 @@ def cmd_status(args) -> int:
             for exp in row.experiments:
                 groups[(study, exp)].append(row)
     report = []
+    gpu_here = _nvidia_gpu_here()
     for (study, exp), rows in groups.items():
         counts = Counter(r.status for r in rows)
         secs = [_share_of_wall(r) for r in rows if r.status == "done" and r.seconds is not None]
-        left = counts["pending"] + counts["interrupted"] + counts["running"]
+        waiting = [r for r in rows if r.status in ("pending", "interrupted")]
+        need_gpu = 0 if gpu_here else sum(r.config.get("device") == "cuda" for r in waiting)
+        left = len(waiting) + counts["running"] - need_gpu
         eta = sum(secs) / len(secs) * left if secs and left else (0.0 if not left else None)
         report.append({"study": study, "experiment": exp, "runs": len(rows),
-                       **{s: counts[s] for s in STATUSES}, "eta_s": eta})
+                       **{s: counts[s] for s in STATUSES}, "eta_s": eta,
+                       "need_gpu": need_gpu})
     flight = _in_flight(store.rows(status="running"))
     if args.json:
         print_json({"experiments": report, "in_flight": flight})
         return 0
     print_table(f"{args.db}", ["study", "experiment", "runs", *STATUSES, "ETA"],
-                ([r["study"], r["experiment"], r["runs"], *(r[s] for s in STATUSES),
-                  "–" if r["eta_s"] is None else _duration(r["eta_s"])] for r in report))
+                ([r["study"], r["experiment"], r["runs"], *(r[s] for s in STATUSES), _eta(r)]
+                 for r in report))
     if flight:
         print_table("in flight", ["where", "runs", "experiments", "running for"],
                     ([f["where"], f["runs"], ", ".join(f["experiments"]),
                       _duration(f["seconds"])] for f in flight))
     return 0
+
+
+def _eta(r: dict) -> str:
+    eta = "–" if r["eta_s"] is None else _duration(r["eta_s"])
+    return eta + (f" (+{r['need_gpu']} wait for a GPU)" if r["need_gpu"] else "")
+
+
+def _nvidia_gpu_here() -> bool:
+    """Whether this machine has an NVIDIA GPU, read without importing torch: pending CUDA runs
+    on a machine without one wait for another machine and get no ETA here."""
+    return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidia0").exists()
 
 
 def _in_flight(rows) -> list[dict]:

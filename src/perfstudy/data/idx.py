@@ -52,20 +52,40 @@ def canonical_name(path: Path) -> str:
     return path.name.removesuffix(".gz")
 
 
+# the largest file of these datasets is 60,000 x 28 x 28 bytes + a header (47 MB): anything
+# that is (or decompresses to) more is not one, and is refused before it fills the memory
+MAX_BYTES = 64 << 20
+
+
 def decompress(raw: bytes, what: str) -> bytes:
+    """A gzip file's content, at most ``MAX_BYTES`` of it (a 'zip bomb' stops there)."""
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError; EOF = truncated
+        data = d.decompress(raw, MAX_BYTES + 1)
+    except zlib.error as e:
         raise DataError(f"{what}: not a complete gzip file ({one_line(e)})") from None
+    if len(data) > MAX_BYTES:
+        raise DataError(f"{what}: decompresses to more than {MAX_BYTES >> 20} MiB; no IDX file "
+                        "of these datasets is that large")
+    if not d.eof:
+        raise DataError(f"{what}: not a complete gzip file (it ends early)")
+    return data
 
 
 def read_bytes(path: Path) -> bytes:
     """The uncompressed content of ``path`` (gunzipped when its name ends in ``.gz``)."""
     try:
+        if path.stat().st_size > MAX_BYTES:
+            raise DataError(f"{path}: {path.stat().st_size:,} bytes; no IDX file of these "
+                            "datasets is that large")
         raw = path.read_bytes()
     except OSError as e:
         raise DataError(f"{path}: cannot read ({one_line(e)})") from None
     return decompress(raw, str(path)) if path.suffix == ".gz" else raw
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def md5(data: bytes) -> str:

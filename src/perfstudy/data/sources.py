@@ -19,7 +19,6 @@ from __future__ import annotations
 import http.client
 import logging
 import os
-import shutil
 import tempfile
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -51,13 +50,16 @@ SOURCES.register(
     "mnist",
     Source(
         "mnist",
-        # torchvision's mirror first: yann.lecun.com often refuses or throttles downloads
+        # HTTPS first; the plain-HTTP original last (every file is checked by SHA-256 anyway)
         ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
     ),
 )
 SOURCES.register(
     "fashion-mnist",
-    Source("fashion-mnist", ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)),
+    Source("fashion-mnist", (
+        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    )),
 )
 
 
@@ -67,8 +69,8 @@ def source(name: str) -> Source:
 
 
 @cache
-def _checksums(name: str) -> tuple[tuple[str, str], ...]:
-    text = resources.files("perfstudy.data").joinpath(f"{name}.md5").read_text()
+def _checksums(name: str, kind: str = "md5") -> tuple[tuple[str, str], ...]:
+    text = resources.files("perfstudy.data").joinpath(f"{name}.{kind}").read_text()
     pairs = (line.split() for line in text.splitlines() if line.strip())
     return tuple((file, digest) for digest, file in pairs)
 
@@ -81,6 +83,12 @@ def checksums(name: str) -> dict[str, str]:
     good data.
     """
     return dict(_checksums(source(name).name))
+
+
+def sha256s(name: str) -> dict[str, str]:
+    """SHA-256s of the same uncompressed files (computed from copies that match the canonical
+    MD5s): what a download is checked against."""
+    return dict(_checksums(source(name).name, "sha256"))
 
 
 def cache_root() -> Path:
@@ -154,6 +162,7 @@ def download(
     same time each rename a complete, identical file.
     """
     mirrors = tuple(mirrors if mirrors is not None else source(name).mirrors)
+    shas = sha256s(name) if md5s is None else {}  # test data brings its own MD5s only
     md5s = md5s if md5s is not None else checksums(name)
     try:
         dest.mkdir(parents=True, exist_ok=True)
@@ -166,7 +175,7 @@ def download(
         for mirror in mirrors:
             url = f"{mirror.rstrip('/')}/{file}.gz"
             try:
-                _fetch(url, dest / f"{file}.gz", md5s.get(file), timeout)
+                _fetch(url, dest / f"{file}.gz", md5s.get(file), shas.get(file), timeout)
                 break
             except (OSError, ValueError, http.client.HTTPException) as e:
                 # OSError: URLError, HTTPError, timeouts, a full disk; ValueError: an unknown
@@ -178,7 +187,8 @@ def download(
             raise DataError(f"download into {dest} failed: " + "; ".join(errors))
 
 
-def _fetch(url: str, target: Path, expected_md5: str | None, timeout: float) -> None:
+def _fetch(url: str, target: Path, expected_md5: str | None, expected_sha: str | None,
+           timeout: float) -> None:
     log.info("downloading %s", url)
     fd, part = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     part = Path(part)
@@ -186,11 +196,17 @@ def _fetch(url: str, target: Path, expected_md5: str | None, timeout: float) -> 
     request = urllib.request.Request(url, headers={"User-Agent": f"perfstudy/{__version__}"})
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as r:
-            shutil.copyfileobj(r, out, 1 << 20)
+            for chunk in iter(lambda: r.read(1 << 20), b""):
+                if out.tell() + len(chunk) > idx.MAX_BYTES:
+                    raise DataError(f"more than {idx.MAX_BYTES >> 20} MiB: not an IDX file")
+                out.write(chunk)
         data = idx.decompress(part.read_bytes(), "download")
         digest = idx.md5(data)
         if expected_md5 is not None and digest != expected_md5:
             raise DataError(f"MD5 of the uncompressed content is {digest}, expected {expected_md5}")
+        if expected_sha is not None and (sha := idx.sha256(data)) != expected_sha:
+            raise DataError(f"SHA-256 of the uncompressed content is {sha}, expected "
+                            f"{expected_sha}")
         os.replace(part, target)
     finally:
         part.unlink(missing_ok=True)

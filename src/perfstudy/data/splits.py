@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from perfstudy.config import split_sizes
 from perfstudy.errors import UsageError
-
-FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 
 
 @dataclass(frozen=True)
@@ -26,13 +25,6 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.y)
-
-
-def split_sizes(n: int) -> tuple[int, int, int]:
-    """(train, val, test) sizes for ``n`` pooled images; train takes the rounding remainder."""
-    val = round(n * FRACTIONS["val"])
-    test = round(n * FRACTIONS["test"])
-    return n - val - test, val, test
 
 
 def split_indices(y: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -49,6 +49,7 @@ class Checkpoint:
         self.path, self.every_s = Path(path), every_s
         self._last = self._asked = time.perf_counter()
         self.saves, self.save_ms = 0, 0.0  # in this process
+        self.failed: list[str] = []  # saves that could not be written (a full disk, say)
 
     def load(self, signature: dict) -> dict | None:
         """The saved state if there is one for this ``signature`` (same runs, same engine or
@@ -73,18 +74,27 @@ class Checkpoint:
 
     def notes(self) -> dict:
         """For a result's ``extra``: how often it saved and what that cost."""
-        return {"checkpoint_every_s": self.every_s, "checkpoint_saves": self.saves,
-                "checkpoint_ms": self.save_ms}
+        notes = {"checkpoint_every_s": self.every_s, "checkpoint_saves": self.saves,
+                 "checkpoint_ms": self.save_ms}
+        if self.failed:
+            notes["checkpoint_failures"] = self.failed
+        return notes
 
     def save(self, state: dict) -> None:
         """Write ``state`` whole to a temporary file, then rename it over the checkpoint. Timed
         from :meth:`wants`, so that making ``state`` (copies to the host) counts too."""
         import torch
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        torch.save({"format": FORMAT, **state}, tmp)
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"format": FORMAT, **state}, tmp)
+            os.replace(tmp, self.path)
+        except (OSError, RuntimeError) as e:  # no room: train on, the last good file stays
+            tmp.unlink(missing_ok=True)
+            self.failed.append(f"{type(e).__name__}: {' '.join(str(e).split())[:200]}")
+            self._last = time.perf_counter()
+            return
         self._last = time.perf_counter()
         self.saves += 1
         self.save_ms += (self._last - self._asked) * 1e3

@@ -11,6 +11,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from perfstudy.errors import UsageError
 from perfstudy.report.build import build_report
 from perfstudy.report.document import Report
 from perfstudy.study.flat import columns, flatten
@@ -39,10 +40,17 @@ def write_report(db: str | Path, out: str | Path = "report", study: str | None =
         store.close()
     out = Path(out)
     figdir = out / "figures"
-    figdir.mkdir(parents=True, exist_ok=True)
-    files = []
+    try:
+        figdir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UsageError(f"--out {out}: a file is in the way; give a folder") from None
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot create the folder ({e.strerror})") from None
+    files: list[Path] = []
     for f in report.figures():
         path = figdir / f.filename
+        if path in files:  # two ids made the same safe name
+            path = figdir / f"{path.stem}-{len(files)}.png"
         path.write_bytes(f.png)
         files.append(path)
     md, page, csv_path = out / "report.md", out / "report.html", out / "results.csv"

@@ -6,6 +6,7 @@ Text may use ``**bold**``; everything else is plain text, escaped by the HTML re
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 
@@ -53,7 +54,9 @@ class Figure:
 
     @property
     def filename(self) -> str:
-        return f"{self.id}.png"
+        """A file name made of the id's safe characters: ids hold study and experiment names,
+        which must not steer the file out of the report's folder."""
+        return (re.sub(r"[^A-Za-z0-9_.-]", "-", self.id).strip(".-")[:120] or "figure") + ".png"
 
 
 @dataclass

@@ -116,6 +116,10 @@ def _existing(client, experiment_id: str) -> dict[str, list]:
             return found
 
 
+# the tracking stores MLflow 2-3 accept; anything else fails deep inside MLflow
+SCHEMES = ("", "file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+
+
 def export(db: str, tracking_uri: str, experiment: str | None = None,
            study: str | None = None) -> Exported:
     MlflowClient, Metric, Param, RunTag = _mlflow()
@@ -132,9 +136,17 @@ def export(db: str, tracking_uri: str, experiment: str | None = None,
     finally:
         store.close()
     name = experiment or (studies[0] if len(studies) == 1 else "perfstudy")
-    client = MlflowClient(tracking_uri=tracking_uri)
-    exp = client.get_experiment_by_name(name)
-    exp_id = exp.experiment_id if exp else client.create_experiment(name)
+    scheme = tracking_uri.partition("://")[0] if "://" in tracking_uri else ""
+    if scheme not in SCHEMES:
+        raise UsageError(f"--tracking-uri {tracking_uri}: MLflow stores runs at "
+                         f"{', '.join(s + '://' for s in SCHEMES if s)} URIs or in a folder")
+    try:
+        client = MlflowClient(tracking_uri=tracking_uri)
+        exp = client.get_experiment_by_name(name)
+        exp_id = exp.experiment_id if exp else client.create_experiment(name)
+    except Exception as e:  # noqa: BLE001 - MLflow's own errors (unreachable server, bad URI)
+        raise UsageError(f"--tracking-uri {tracking_uri}: MLflow refused it: "
+                         f"{' '.join(str(e).split())[:300]}") from None
     existing = _existing(client, exp_id)
     logged = skipped = replaced = 0
     for key, (row, s) in rows.items():

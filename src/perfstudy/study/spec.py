@@ -19,16 +19,21 @@ Everything is validated up front; errors name the file, the key and the bad valu
 from __future__ import annotations
 
 import itertools
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from perfstudy.config import CONFIGS
 from perfstudy.errors import UsageError
+from perfstudy.study import yaml_file
 
 EXPERIMENT_KEYS = {"kind", "description", "fixed", "grid", "exclude", "repeats", "pack"}
+# study and experiment names become parts of file names (the report's figures) and of the
+# store's keys: letters, digits, '_', '-' and '.', not starting with '.' or '-'
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+MAX_RUNS = 100_000  # a study of more runs than this is a typo (and would not fit any budget)
 BUDGET_KEYS = {"epochs", "train_subset", "eval_subset"}
 
 
@@ -68,7 +73,7 @@ class Study:
 
 def parse_value(text: str) -> Any:
     """``-o``/``--filter`` values are YAML scalars: ``16``, ``1e-3``, ``true``, ``adam``."""
-    return yaml.safe_load(text) if text.strip() else text
+    return yaml_file.parse(text, f"value {text[:40]!r}") if text.strip() else text
 
 
 def parse_assignments(items: list[str] | None, flag: str) -> dict[str, Any]:
@@ -87,16 +92,11 @@ def load(
     only: list[str] | None = None,
 ) -> Study:
     path = str(path)
-    try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such study file") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise UsageError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    doc = yaml_file.read(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("experiments"), dict):
         raise UsageError(f"{path}: expected a mapping with an 'experiments:' mapping")
+    if not doc["experiments"]:
+        raise UsageError(f"{path}: 'experiments:' is empty; a study needs at least one")
     unknown = set(doc) - {"name", "description", "experiments"}
     if unknown:
         raise UsageError(f"{path}: unknown top-level key(s): {', '.join(sorted(unknown))}")
@@ -109,13 +109,34 @@ def load(
         experiments = [e for e in experiments if e.name in only]
     if overrides:
         _apply_overrides(path, experiments, overrides)
-    study = Study(str(doc.get("name") or Path(path).stem), path,
-                  str(doc.get("description") or ""), experiments)
+    total = sum(_size(e) for e in experiments)
+    if total > MAX_RUNS:
+        raise UsageError(f"{path}: the grids expand to {total:,} runs, more than "
+                         f"{MAX_RUNS:,}; split the study or narrow its grids")
+    name = doc.get("name")
+    if name is None:  # the file's name, made a valid name
+        name = re.sub(r"[^A-Za-z0-9_.-]", "-", Path(path).stem).lstrip(".-") or "study"
+    study = Study(check_name(name, f"{path}: name"), path, str(doc.get("description") or ""),
+                  experiments)
     study.runs()  # validate every run up front
     return study
 
 
+def check_name(name: Any, where: str) -> str:
+    """A study's or an experiment's name, checked: it ends up in file names."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise UsageError(f"{where}: {name!r} is not a valid name (letters, digits, '_', '-', "
+                         "'.'; at most 64; not starting with '.' or '-')")
+    return name
+
+
+def _size(exp: Experiment) -> int:
+    """Runs the experiment's grid can make (before exclusions), without making them."""
+    return math.prod(len(v) for v in exp.grid.values()) * len(exp.seeds or [None])
+
+
 def _experiment(path: str, name: str, e: Any) -> Experiment:
+    check_name(name, f"{path}: experiments")
     where = f"{path}: experiments.{name}"
     if not isinstance(e, dict):
         raise UsageError(f"{where}: expected a mapping, got {e!r}")
