@@ -85,6 +85,8 @@ def _svm_command(sub) -> None:
     p.add_argument("--C", type=float, default=SV["C"], help="regularisation parameter")
     p.add_argument("--degree", type=int, default=SV["degree"], help="poly kernel degree")
     p.add_argument("--gamma", default=SV["gamma"], help="'scale', 'auto' or a number")
+    p.add_argument("--coef0", type=float, default=SV["coef0"], help="poly kernel's constant")
+    p.add_argument("--tol", type=float, default=SV["tol"], help="libsvm's stopping tolerance")
     p.add_argument("--svm-backend", dest="backend", default=SV["backend"],
                    help=f"{' | '.join(SVM_BACKENDS.names())} | auto (the fastest available)")
     p.add_argument("--seed", type=int, default=SV["seed"])
