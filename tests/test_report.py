@@ -433,8 +433,8 @@ def test_pin_memory_is_shown_as_not_applicable_where_the_runs_say_so(tmp_path):
         finish(store, "p", [Run("q1a", cfg)], result)
     t = build_report(store).table("q1a")
     assert t.column("pin_memory") == ["n/a", "True"]  # rows: SGD, then Adam
-    assert any(n.startswith("pin_memory n/a: these runs kept their data on the GPU")
-               for n in t.notes)
+    assert any(n.startswith("pin_memory n/a: these runs had no DataLoader (the fast engine keeps "
+                            "the data on the GPU") for n in t.notes)
 
 
 def test_partial_store_without_plots_data(tmp_path):
@@ -492,8 +492,76 @@ def test_time_to_accuracy_says_packed_runs_shared_the_gpu(tmp_path):
     for d in ("mnist", "fashion-mnist"):
         notes = report.table(f"tta-{d}").notes
         assert ("16 of 16 runs here trained in a pack (of 8 runs at once on one GPU): their "
-                "seconds are the pack's wall time") in " ".join(notes)
+                "time is the pack's wall time") in " ".join(notes)
     # ResNet-18, Adam, lr 1e-4, batch 32 on MNIST: 99.41 % validation at epoch 3 of its pack
     t = report.table("tta-mnist")
     assert t.text("Time to target (s)", Configuration="ResNet-18 · Adam · lr 0.0001 · batch 32") \
         == "36.1"
+
+
+# -- the seed's own comparisons, and what the tables say about packed times --------------------
+
+
+def _budget_store(path) -> Store:
+    """A Q1(a)-like experiment at 3 epochs and a side experiment at 1 epoch of the same cells,
+    packed runs on the GPU, and a Q2 whose GPU arm was never stored (run with
+    --filter device=cpu on a laptop)."""
+    store = Store(path)
+    for epochs, exp, accs in ((3, "long", (99.30, 98.90)), (1, "short", (98.10, 98.85))):
+        for opt, acc in zip(("adam", "sgd"), accs, strict=True):
+            cfg = DLConfig(dataset="mnist", model="resnet18", optimizer=opt, epochs=epochs)
+            res = dl_result(cfg, acc, 10, [98.0, 98.5, 99.0][:epochs], "cuda")
+            res.extra.update(pack_size=2, pin_memory="n/a (data resident on GPU)")
+            finish(store, "b", [Run(exp, cfg)], res)
+    for model in ("resnet18", "resnet32"):
+        cfg = DLConfig(dataset="fashion-mnist", model=model, device="cpu", epochs=2,
+                       train_subset=10_000)
+        res = dl_result(cfg, 88.0, 50, [85.0, 88.0], "cpu", n_test=14_000)
+        res.extra["pin_memory"] = "n/a (data resident on CPU, no DataLoader)"
+        finish(store, "b", [Run("q2", cfg)], res)
+    return store
+
+
+def test_a_shorter_experiment_is_compared_cell_by_cell_with_the_longer_one(tmp_path):
+    report = build_report(_budget_store(tmp_path / "b.db"))
+    t = report.table("short-vs-long")
+    assert t.columns == ["optimizer", "1 epochs (%) · short", "3 epochs (%) · long", "Δ (pp)"]
+    # 99.30 - 98.10 against binomial SEs of 0.10 and 0.13 (10,000 test images): beyond noise
+    assert t.text("Δ (pp)", optimizer="Adam") == "+1.20 ⚠"
+    assert t.cell("Δ (pp)", optimizer="Adam").css == "flag num"
+    assert t.text("Δ (pp)", optimizer="SGD") == "+0.05"
+    assert t.text("1 epochs (%) · short", optimizer="SGD") == "98.85"
+
+
+def test_q2_keeps_its_layout_with_one_arm_stored_and_says_pending(tmp_path):
+    report = build_report(_budget_store(tmp_path / "b.db"))
+    acc, tim = report.table("q2-accuracy"), report.table("q2-time")
+    assert acc.column("Compute") == ["CPU", "GPU"]
+    assert acc.text("ResNet-18 acc (%)", Compute="GPU") == "pending"
+    assert tim.text("ResNet-32 time (ms)", Compute="GPU") == "pending"
+    assert acc.text("ResNet-18 acc (%)", Compute="CPU") == "88.00"
+
+
+def test_every_table_with_packed_training_times_says_so(tmp_path):
+    report = build_report(_budget_store(tmp_path / "b.db"))
+    def says(table_id: str) -> bool:
+        return any("trained in a pack" in n for n in report.table(table_id).notes)
+
+    # the GPU runs were packed, the CPU runs of q2 not
+    assert says("long") and says("short") and says("tta-mnist")
+    assert not says("q2-time") and not says("tta-fashion-mnist")
+    assert any("2 of 2 runs here trained in a pack" in n for n in report.table("long").notes)
+
+
+def test_the_pin_memory_note_does_not_say_gpu_under_cpu_runs(tmp_path):
+    # a Q1(a) trained by the cpu engine on a laptop: resident data, no DataLoader, no GPU
+    store = Store(tmp_path / "cpu.db")
+    for opt in ("sgd", "adam"):
+        cfg = DLConfig(dataset="mnist", model="resnet18", optimizer=opt, device="cpu")
+        result = dl_result(cfg, 98.0, 100, [97.5, 98.0], "cpu")
+        result.extra["pin_memory"] = "n/a (data resident on CPU, no DataLoader)"
+        finish(store, "c", [Run("q1a", cfg)], result)
+    t = build_report(store).table("q1a")
+    assert t.column("pin_memory") == ["n/a", "n/a"]
+    (note,) = [n for n in t.notes if n.startswith("pin_memory n/a")]
+    assert "the cpu engine in memory" in note and "kept their data on the GPU" not in note

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ from perfstudy.svm.backends import (
     make_estimator,
     resolve,
 )
+from perfstudy.svm.fit import fit_svm
 from perfstudy.threads import threads_per_worker
 
 
@@ -37,6 +40,36 @@ def test_registry_and_defaults():
         assert default_backend() == "torch"
     assert resolve("auto") == default_backend()
     assert resolve("torch") == "torch"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU, auto is the torch backend")
+def test_auto_takes_sklearnex_only_where_it_agrees_with_libsvm():
+    checks = []
+
+    def check(verdict):
+        return lambda: checks.append(verdict) or verdict
+
+    assert default_backend() == "sklearn"  # nothing checked: libsvm
+    assert default_backend(check(False)) == "sklearn"
+    expected = "sklearnex" if "sklearnex" in available() else "sklearn"
+    assert default_backend(check(True)) == expected
+    assert checks == ([False, True] if "sklearnex" in available() else [])
+
+
+@pytest.mark.slow
+def test_auto_gives_libsvm_s_answer_on_the_full_split(tmp_path, monkeypatch):
+    # the check fit decides on this CPU; then the grid's config on the whole split
+    monkeypatch.setenv("HOME", str(tmp_path))  # a fresh verdict cache
+    auto = fit_svm(SVMConfig(dataset="mnist", kernel="rbf", C=10.0, backend="auto"))
+    cache = tmp_path / ".cache" / "perfstudy" / "sklearnex-agreement.json"
+    if auto.extra["backend"] == "sklearn":  # libsvm itself: its answer by definition
+        assert cache.exists() == ("sklearnex" in available() and not torch.cuda.is_available())
+        return
+    ref = fit_svm(SVMConfig(dataset="mnist", kernel="rbf", C=10.0, backend="sklearn"))
+    assert (auto.n_support, auto.test_acc, auto.val_acc) == (
+        ref.n_support, ref.test_acc, ref.val_acc), auto.extra["backend"]
+    if auto.extra["backend"] == "sklearnex":
+        assert list(json.loads(cache.read_text()).values()) == [True]
 
 
 def test_each_backend_builds_the_configured_estimator():

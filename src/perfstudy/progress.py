@@ -1,7 +1,9 @@
-"""Progress bars (rich) on stderr, shown only when stdout is a terminal and not ``--quiet``.
+"""Progress on stderr: live bars (rich) when stdout is a terminal, one line per finished run
+when it is not (a log file, a pipe, CI), nothing with ``--quiet``.
 
 Trainers and runners take a ``Progress``-like object and call ``add``/``advance``/``update``/
-``remove``; ``NullProgress`` does nothing, so callers never branch on whether bars are shown.
+``remove`` for bars and ``finished`` for the line a run leaves behind; ``NullProgress`` does
+nothing, so callers never branch on what is shown.
 """
 
 from __future__ import annotations
@@ -33,6 +35,16 @@ class NullProgress:
     def remove(self, task: int) -> None:
         pass
 
+    def finished(self, line: str) -> None:
+        """A run (or unit) ended: ``line`` says which, and how."""
+
+
+class LineProgress(NullProgress):
+    """No bars; a line per finished run on stderr, for output that is not a terminal."""
+
+    def finished(self, line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
 
 class RichProgress(NullProgress):
     def __init__(self, progress: Progress):
@@ -50,16 +62,22 @@ class RichProgress(NullProgress):
     def remove(self, task: int) -> None:
         self._p.remove_task(task)
 
+    def finished(self, line: str) -> None:
+        self._p.console.print(line, highlight=False, markup=False)
 
-def wanted(quiet: bool = False) -> bool:
-    return not quiet and sys.stdout.isatty()
+
+def wanted(quiet: bool = False) -> str:
+    """``bars`` on a terminal, ``lines`` elsewhere, ``none`` when quiet."""
+    if quiet:
+        return "none"
+    return "bars" if sys.stdout.isatty() else "lines"
 
 
 @contextmanager
-def progress_bars(enabled: bool):
-    """Yield a RichProgress (live bars on stderr) or a NullProgress."""
-    if not enabled:
-        yield NullProgress()
+def progress_bars(mode: str):
+    """Yield a RichProgress (live bars on stderr), a LineProgress or a NullProgress."""
+    if mode != "bars":
+        yield LineProgress() if mode == "lines" else NullProgress()
         return
     columns = (
         TextColumn("{task.description}"),

@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from perfstudy.cli.output import print_json, print_table
+from perfstudy.config import CONFIGS
 from perfstudy.dl.checkpoint import CHECKPOINT_EVERY_S
 from perfstudy.errors import UsageError
 from perfstudy.progress import progress_bars, wanted
@@ -85,6 +86,9 @@ def add_commands(sub) -> None:
     p.add_argument("--filter", action="append", metavar="KEY=VALUE",
                    help="only rows with KEY=VALUE (config keys, status, experiments)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--columns", metavar="A,B,...|all",
+                   help="the columns to show (default: the table a few that tell runs apart, "
+                   "csv and json all of them)")
     p.set_defaults(func=cmd_runs)
 
 
@@ -320,16 +324,43 @@ def cmd_runs(args) -> int:
     filters = studies.parse_assignments(args.filter, "--filter")
     rows = [flatten(r) for r in store.rows()]
     rows = [r for r in rows if all(_match(r.get(k), v) for k, v in filters.items())]
+    cols = _columns(args.columns, rows, args.format)
+    rows = [{c: r.get(c) for c in cols} for r in rows]
     if args.format == "json":
         print_json(rows)
     elif args.format == "csv":
-        cols = columns(rows)
         w = csv.DictWriter(sys.stdout, fieldnames=cols)
         w.writeheader()
         w.writerows(rows)
+    elif rows:
+        print_table(f"{len(rows)} runs in {args.db}", cols, ([r[c] for c in cols] for r in rows))
     else:
-        _print_rows(f"{len(rows)} runs in {args.db}", rows) if rows else print("no runs")
+        print("no runs")
     return 0
+
+
+# what the runs table shows first: which run, how it went, what it measured
+SHORT = ("key", "experiments", "status")
+MEASURED = ("test_acc", "best_epoch", "train_ms", "images_per_s", "n_support", "error")
+
+
+def _columns(wanted: str | None, rows: list[dict], fmt: str) -> list[str]:
+    every = columns(rows)
+    if wanted == "all" or (wanted is None and fmt != "table"):
+        return every
+    if wanted is None:  # the keys that differ between the rows, then a few results
+        config = [c for c in varying(rows, keep=()) if c in _CONFIG_KEYS]
+        return [*SHORT, *config, *(m for m in MEASURED
+                                   if any(r.get(m) is not None for r in rows))]
+    cols = [c.strip() for c in wanted.split(",") if c.strip()]
+    unknown = [c for c in cols if c not in every]
+    if unknown and rows:
+        raise UsageError(f"--columns: no column {unknown[0]!r}; the runs have: "
+                         f"{', '.join(every)}")
+    return cols
+
+
+_CONFIG_KEYS = {f for cls in CONFIGS.values() for f in cls.field_names()}
 
 
 def _match(value, wanted) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from perfstudy.errors import UsageError
 from perfstudy.report import across, analysis, labels, plots, seed_reference
+from perfstudy.report.budgets import epoch_tables
 from perfstudy.report.claims import ordered_values, ranked
 from perfstudy.report.document import Cell, Report, Section, Table
 from perfstudy.report.experiments import Experiment, experiments
@@ -79,6 +80,8 @@ def experiment_section(exp: Experiment, ctx: Context, description: str = "") -> 
     if exp.layout == "generic" and exp.varying:
         sec.paragraphs.append("Varies: " + ", ".join(exp.varying) + ".")
     sec.tables += tables_for(exp, ctx)
+    if exp.kind == "dl":
+        sec.tables += epoch_tables(exp, ctx)
     sec.bullets += analysis.for_experiment(exp, ctx)
     sec.figures += [f for f in _figures(exp, ctx) if f is not None]
     return sec

@@ -52,7 +52,7 @@ class Group:
         for s in ("failed", "interrupted", "running", "pending"):
             if s in statuses:
                 return s
-        return "–"
+        return "–" if self.rows else "pending"  # no run in the store yet
 
     @property
     def n_test(self) -> int | None:
@@ -139,7 +139,7 @@ def layout(name: str, kind: str, varying: list[str]) -> str:
         return "q1b" if v <= Q1B_KEYS else "generic"
     if kind != "dl":
         return "generic"
-    if "device" in v:
+    if "device" in v or (hint == "q2" and v <= Q2_KEYS):  # a Q2 with one arm stored so far
         return "q2" if v <= Q2_KEYS else "generic"
     if not v <= Q1A_KEYS:
         return "generic"

@@ -85,6 +85,20 @@ def panel_yardstick(groups: list[Group]):
                               s.mean if s else None, best.n_test if best else None)
 
 
+def packed_note(groups: list[Group]) -> str | None:
+    """For a table that shows training times: which of its runs trained in a pack, whose
+    time is then the pack's shared wall time."""
+    done = [r for g in groups for r in g.done]
+    packed = [r for r in done if (r.result.extra.get("pack_size") or 1) > 1]
+    if not packed:
+        return None
+    sizes = sorted({r.result.extra["pack_size"] for r in packed})
+    return (f"{len(packed)} of {len(done)} runs here trained in a pack (of "
+            f"{', '.join(map(str, sizes))} runs at once on one GPU): their time is the pack's "
+            "wall time, shared with the pack's other runs, not the time the run would take "
+            "alone.")
+
+
 def _pooled(groups: list[Group]) -> float | None:
     p = pooled_std(g.summary("test_acc") for g in groups)
     return p[0] if p else None
@@ -92,9 +106,9 @@ def _pooled(groups: list[Group]) -> float | None:
 
 # -- Q1(a) -------------------------------------------------------------------------------------
 PIN_NA = "n/a"
-PIN_NA_NOTE = ("pin_memory n/a: these runs kept their data on the GPU (the fast engine, "
-               "packed or alone), with no DataLoader, so the setting had no effect; results.csv "
-               "keeps the configured value.")
+PIN_NA_NOTE = ("pin_memory n/a: these runs had no DataLoader (the fast engine keeps the data "
+               "on the GPU, the cpu engine in memory), so the setting had no effect; "
+               "results.csv keeps the configured value.")
 
 
 def pin_text(g: Group) -> str:
@@ -190,10 +204,13 @@ def q1b_tables(exp: Experiment, ctx: Context) -> list[Table]:
 
 # -- Q2 ----------------------------------------------------------------------------------------
 def q2_rows(groups: list[Group]) -> list[tuple]:
-    rows = ordered(groups, lambda g: (g.device, g.config.get("batch_size"),
-                                      g.config.get("optimizer"), g.config.get("lr")))
-    rank = {"cpu": 0, "cuda": 1}
-    return sorted(rows, key=lambda r: rank.get(r[0], 2))
+    """(device, batch, optimizer, lr) rows, the CPU and the GPU arm of every setting, also
+    where one arm has no runs in the store yet (its cells say pending)."""
+    settings = ordered(groups, lambda g: (g.config.get("batch_size"), g.config.get("optimizer"),
+                                          g.config.get("lr")))
+    arms = ["cpu", "cuda"] + [d for d in ordered(groups, lambda g: g.device)
+                              if d not in ("cpu", "cuda")]
+    return [(d, *s) for d in arms for s in settings]
 
 
 def q2_find(groups: list[Group], row: tuple, model: str) -> Group | None:
@@ -243,6 +260,8 @@ def q2_tables(exp: Experiment, ctx: Context) -> list[Table]:
         tim.notes.append("Time: training wall time of all epochs, data loading included, "
                          "evaluation excluded. Speedup: CPU time ÷ GPU time of the same "
                          "configuration, on the GPU row.")
+        if note := packed_note(groups):
+            tim.notes.append(note)
         if has_seed:
             seed_epochs = ctx.ref.budget.get("q2", {}).get("epochs", 10)
             note = budget_note(exp, seed_epochs, _images_ratio(groups, seed_epochs))
@@ -264,6 +283,9 @@ def _q2_cells(row: tuple, models: list[str], groups: list[Group], refs: dict, ha
     for m in models:
         g = q2_find(groups, row, m)
         ref = refs.get((row, m))
+        if g is None:  # this arm has no run in the store yet
+            g = Group({**next(x.config for x in groups if x.config.get("model") == m),
+                       "device": device})
         a_cells += [acc_cell(g, best=best), acc_cell(g, "test_acc_last")]
         if has_seed:
             s = g.summary("test_acc") if g else None
@@ -416,6 +438,8 @@ def generic_tables(exp: Experiment, ctx: Context, groups: list[Group] | None = N
         t.add(cells)
     if exp.kind in ("dl", "svm"):
         t.notes.append("Yardstick: " + panel_yardstick(groups).text + ".")
+    if exp.kind == "dl" and (note := packed_note(groups)):
+        t.notes.append(note)
     return [t]
 
 

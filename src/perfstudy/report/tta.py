@@ -10,7 +10,7 @@ from perfstudy.report import labels
 from perfstudy.report.document import Cell, Table
 from perfstudy.report.experiments import Group
 from perfstudy.report.stats import Summary
-from perfstudy.report.tables import Context
+from perfstudy.report.tables import Context, packed_note
 
 DEFAULT_TARGETS = {"mnist": 99.0, "fashion-mnist": 90.0}
 DESCRIBE = ["model", "optimizer", "lr", "batch_size", "device", "epochs", "pin_memory"]
@@ -79,14 +79,9 @@ def tta_tables(ctx: Context) -> tuple[list[Table], list[str]]:
         t.notes.append("Cumulative training seconds of the epochs up to the first one whose "
                        "validation accuracy reached the target (evaluation time excluded). "
                        "Times from different devices or budgets are not comparable.")
-        packed = [r for _, g in entries for r in g.done
-                  if (r.result.extra.get("pack_size") or 1) > 1]
-        if packed:
-            sizes = sorted({r.result.extra["pack_size"] for r in packed})
-            t.notes.append(f"{len(packed)} of {sum(len(g.done) for _, g in entries)} runs here "
-                           f"trained in a pack (of {', '.join(map(str, sizes))} runs at once on "
-                           "one GPU): their seconds are the pack's wall time, shared with the "
-                           "pack's other runs, not the time the run would take alone.")
+        note = packed_note([g for _, g in entries])
+        if note:
+            t.notes.append(note)
         tables.append(t)
         sentences.append(_sentence(rows, target, d, keys))
     return tables, sentences

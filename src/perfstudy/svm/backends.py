@@ -64,27 +64,30 @@ def available() -> list[str]:
     return [n for n in SVM_BACKENDS.names() if n != "sklearnex" or _sklearnex_installed()]
 
 
-def default_backend() -> str:
-    """The fastest backend available here, by measurement (docs/performance.md): torch on
-    an NVIDIA GPU; on CPU sklearnex when installed, else libsvm (torch on a CPU gives the same
-    solution, slower than libsvm)."""
+def default_backend(agrees=None) -> str:
+    """The fastest backend here that gives libsvm's answer (docs/performance.md): torch on an
+    NVIDIA GPU; on a CPU sklearnex where it is installed and ``agrees()`` (a check fit on this
+    machine: ``svm.agreement``), else libsvm itself (torch on a CPU gives the same solution,
+    slower than libsvm)."""
     import torch
 
     if torch.cuda.is_available():
         return "torch"
-    if _sklearnex_installed():
+    if _sklearnex_installed() and agrees is not None and agrees():
         return "sklearnex"
     return "sklearn"
 
 
-def resolve(name: str) -> str:
+def resolve(name: str, agrees=None) -> str:
     """A backend name as the run should record it: 'auto' becomes :func:`default_backend`;
     an unknown name is a one-line UsageError listing the choices."""
     if name == "auto":
-        return default_backend()
+        return default_backend(agrees)
     SVM_BACKENDS.check(name)
     return name
 
 
-def make_estimator(cfg: SVMConfig):
-    return SVM_BACKENDS.get(resolve(cfg.backend))(cfg)
+def make_estimator(cfg: SVMConfig, backend: str | None = None):
+    """``backend``: the resolved name (default: ``cfg.backend`` resolved without a check fit,
+    so ``auto`` on a CPU is libsvm)."""
+    return SVM_BACKENDS.get(backend or resolve(cfg.backend))(cfg)

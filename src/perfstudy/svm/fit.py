@@ -10,6 +10,7 @@ from perfstudy import data, provenance
 from perfstudy.config import SVMConfig
 from perfstudy.progress import NullProgress
 from perfstudy.results import RunResult
+from perfstudy.svm.agreement import sklearnex_agrees
 from perfstudy.svm.backends import make_estimator, resolve
 
 
@@ -27,7 +28,9 @@ def _timed(fn, *args):
 def fit_svm(cfg: SVMConfig, data_dir=None, progress=None) -> RunResult:
     progress = progress or NullProgress()
     _, train, val, test = data.for_run(cfg, data_dir)
-    est = make_estimator(cfg)
+    backend = resolve(cfg.backend, agrees=lambda: sklearnex_agrees(cfg.dataset, train, test,
+                                                                   features))
+    est = make_estimator(cfg, backend)
     bar = progress.add(f"svm {cfg.kernel} C={cfg.C} {cfg.dataset}: fit", total=None)
     _, fit_ms = _timed(est.fit, features(train.x), train.y)
     progress.update(bar, description=f"svm {cfg.kernel} C={cfg.C} {cfg.dataset}: predict")
@@ -45,7 +48,7 @@ def fit_svm(cfg: SVMConfig, data_dir=None, progress=None) -> RunResult:
         eval_ms=val_ms + test_ms,
         n_support=int(np.sum(est.n_support_)),
         extra={
-            "backend": resolve(cfg.backend),
+            "backend": backend,
             "predict_test_ms": test_ms,
             "predict_val_ms": val_ms,
             "n_train": len(train),

@@ -8,6 +8,7 @@ to do (``study.plan``) and records every outcome in the store (``study.execute``
 
 from __future__ import annotations
 
+import itertools
 import signal
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,11 +30,26 @@ EXECUTORS: Registry = Registry("executor", {
 class Outcome:
     done: int = 0
     failed: int = 0
+    total: int = 0  # runs the executor was given
 
-    def count(self, statuses) -> None:
-        for status in statuses:
+    def count(self, statuses, runs=(), progress=None) -> None:
+        """Count ``statuses`` of ``runs``; with ``progress``, a line for each finished one."""
+        for status, run in itertools.zip_longest(statuses, runs):
             self.done += status == "done"
             self.failed += status == "failed"
+            if progress is not None and run is not None and status != "skipped":
+                progress.finished(f"[{self.done + self.failed}/{self.total}] {status:<6} "
+                                  f"{run.experiment} · {describe(run.config)}")
+
+
+def describe(cfg) -> str:
+    """A run in a few words: the settings that tell runs of a study apart."""
+    keys = {"dl": ("model", "dataset", "device", "batch_size", "optimizer", "lr", "epochs",
+                   "seed"),
+            "svm": ("kernel", "C", "degree", "dataset", "backend"),
+            "flops": ("model", "variant", "input")}.get(cfg.kind, ())
+    d = cfg.to_dict()
+    return " ".join(f"{k}={d[k]}" for k in keys if d.get(k) not in (None, 0) or k == "seed")
 
 
 class Executor:

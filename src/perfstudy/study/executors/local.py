@@ -16,13 +16,13 @@ class LocalExecutor(Executor):
 
     def execute(self, runs, store: Store, data_dir, progress=None) -> Outcome:
         progress = progress or NullProgress()
-        out = Outcome()
+        out = Outcome(total=len(runs))
         bar = progress.add("runs", total=len(runs))
         for unit in units(runs, self.pack, gpu_free_bytes() if runs else None):
             progress.update(bar, description=f"runs · {unit[0].experiment}"
                             + (f" · pack of {len(unit)}" if len(unit) > 1 else ""))
             out.count(run_unit(unit, store, data_dir, progress, compile=self.compile,
-                               checkpoint_every_s=self.checkpoint_every_s))
+                               checkpoint_every_s=self.checkpoint_every_s), unit, progress)
             progress.advance(bar, len(unit))
         progress.remove(bar)
         return out

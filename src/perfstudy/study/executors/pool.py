@@ -66,17 +66,17 @@ class PoolExecutor(Executor):
 
     def execute(self, runs, store: Store, data_dir, progress=None) -> Outcome:
         progress = progress or NullProgress()
-        out = Outcome()
+        out = Outcome(total=len(runs))
         threads = threads_per_worker(self.workers)
         bar = progress.add(f"runs · {self.workers} workers", total=len(runs))
         # spawn, not fork: forking a process that has started torch/OpenMP threads can deadlock
         pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
                                       initializer=_start_worker, initargs=(threads, self.workers))
         try:
-            futures = [pool.submit(_job, r, store.path, data_dir, self.checkpoint_every_s)
-                       for r in runs]
+            futures = {pool.submit(_job, r, store.path, data_dir, self.checkpoint_every_s): r
+                       for r in runs}
             for fut in cf.as_completed(futures):
-                out.count([fut.result()])
+                out.count([fut.result()], [futures[fut]], progress)
                 progress.advance(bar)
         except (KeyboardInterrupt, Interrupted):
             _stop(pool, store)

@@ -218,6 +218,7 @@ class _Driver:
         return self.ray.get(actor.free_bytes.remote())
 
     def run(self, gpu_units: deque, cpu_units: deque, total: int) -> Outcome:
+        self.out.total = total
         bar = self.progress.add(f"runs · ray: {self.gpus} GPU, {self.cpus} CPU", total=total)
         try:
             while gpu_units or cpu_units or self.inflight:
@@ -321,11 +322,11 @@ class _Driver:
         if "error" in out:
             for r in claimed:
                 self.store.fail(r.key, out["error"])
-            self.out.failed += len(claimed)
+            self.out.count(["failed"] * len(claimed), claimed, self.progress)
             return alive
         for r, result in zip(claimed, out["results"], strict=True):
             self.store.finish(r.key, result)
-        self.out.done += len(claimed)
+        self.out.count(["done"] * len(claimed), claimed, self.progress)
         ckpt = checkpoint_of(self.store, claimed)
         if ckpt is not None:
             from perfstudy.dl.checkpoint import Checkpoint
@@ -340,7 +341,7 @@ class _Driver:
             if self.store.claim(r.key):
                 self.store.fail(r.key, f"no node of the Ray cluster has {res['num_gpus']} GPU "
                                        f"and {res['num_cpus']} CPU free for this run")
-                self.out.failed += 1
+                self.out.count(["failed"], [r], self.progress)
         self.progress.advance(bar, len(unit))
 
     def _cancel(self) -> None:
