@@ -165,3 +165,37 @@ def test_commands_that_only_read_start_without_torch(tmp_path, argv):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-500:]
+
+
+def test_without_a_terminal_each_finished_run_is_one_line(tmp_path):
+    study = tmp_path / "s.yaml"
+    study.write_text("experiments:\n  f:\n    kind: flops\n    grid: {model: [resnet18, "
+                     "resnet32]}\n")
+    r = run_cli("run", str(study), "--db", str(tmp_path / "r.db"))
+    assert r.returncode == 0, r.stderr
+    lines = [x for x in r.stderr.splitlines() if x.startswith("[")]
+    assert lines == ["[1/2] done   f · model=resnet18 variant=native",
+                     "[2/2] done   f · model=resnet32 variant=native"], r.stderr
+    assert "\x1b[" not in r.stderr  # no terminal escape codes in a log
+    quiet = run_cli("run", str(study), "--db", str(tmp_path / "q.db"), "--quiet")
+    assert not [x for x in quiet.stderr.splitlines() if x.startswith("[")]
+
+
+def test_runs_shows_a_few_columns_and_more_on_request(tmp_path, capsys):
+    from perfstudy.config import DLConfig
+    from perfstudy.study.spec import Run
+    from perfstudy.study.store import Store
+
+    store = Store(tmp_path / "r.db")
+    store.add("s", [Run("e", DLConfig(lr=lr)) for lr in (1e-3, 1e-4)])
+    store.close()
+    assert main(["runs", "--db", str(tmp_path / "r.db"), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 2 and len(rows[0]) > 30  # json and csv: every column
+    assert main(["runs", "--db", str(tmp_path / "r.db"), "--columns", "key,lr,status",
+                 "--format", "json"]) == 0
+    assert [list(r) for r in json.loads(capsys.readouterr().out)] == [["key", "lr", "status"]] * 2
+    assert main(["runs", "--db", str(tmp_path / "r.db")]) == 0
+    header = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("┃"))
+    assert [c.strip() for c in header.strip("┃ ").split("┃")] == [
+        "key", "experiments", "status", "lr"]  # what differs, and no result yet
