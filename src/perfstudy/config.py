@@ -26,6 +26,7 @@ SEEDS = 2**32  # seeds are 0 .. 2**32 - 1 (what numpy's and torch's generators a
 KERNELS = ("rbf", "poly", "linear")
 DEVICES = ("auto", "cpu", "cuda")
 VARIANTS = ("native", "imagenet")
+WEIGHTS = ("none", "imagenet")  # initial weights: random, or torchvision's ImageNet ones
 MODELS: Registry = Registry("model", {
     "resnet18": "perfstudy.dl.models:resnet18",
     "resnet50": "perfstudy.dl.models:resnet50",
@@ -40,6 +41,7 @@ ENGINES: Registry = Registry("engine", {
     "cpu": "perfstudy.dl.engines.cpu:prepare",
     "fast": "perfstudy.dl.engines.fast:prepare",
 })
+PRETRAINED = ("resnet18", "resnet50")  # models torchvision has ImageNet weights for
 SVM_BACKENDS: Registry = Registry("SVM backend", {
     "sklearn": "perfstudy.svm.backends:sklearn_svc",
     "sklearnex": "perfstudy.svm.backends:sklearnex_svc",
@@ -85,7 +87,13 @@ class _Config:
             object.__setattr__(self, f.name, _coerce(f.name, f.type, getattr(self, f.name)))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **dataclasses.asdict(self)}
+        """Every setting; a setting added after runs were stored (``metadata`` ``"added"``) only
+        when it is not its default, so those runs keep their keys."""
+        d = dataclasses.asdict(self)
+        for f in dataclasses.fields(self):
+            if f.metadata.get("added") and d[f.name] == f.default:
+                del d[f.name]
+        return {"kind": self.kind, **d}
 
     def key(self) -> str:
         """Stable 16-hex-digit hash of the full config (sorted-key JSON of ``to_dict``)."""
@@ -130,11 +138,18 @@ class DLConfig(_Config):
     split_seed: int = 0
     train_subset: int | None = None
     eval_subset: int | None = None  # stratified subset of val and of test, for short runs
+    weights: str = dataclasses.field(default="none", metadata={"added": 2})
 
     def __post_init__(self):
         self._check_types()
         _check_common(self)
         _check_model(self.model, self.variant)
+        if self.weights not in WEIGHTS:
+            raise UsageError(f"unknown weights {self.weights!r}; choose from: "
+                             f"{', '.join(WEIGHTS)}")
+        if self.weights == "imagenet" and self.model not in PRETRAINED:
+            raise UsageError(f"no ImageNet weights for {self.model}; they exist for "
+                             f"{', '.join(PRETRAINED)}")
         check_range("batch size", self.batch_size, 1, 65_536)
         check_range("learning rate", self.lr, 0, 100, low_open=True)
         check_range("momentum", self.momentum, 0, 1)

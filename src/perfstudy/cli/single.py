@@ -15,6 +15,7 @@ from perfstudy.config import (
     OPTIMIZERS,
     SVM_BACKENDS,
     VARIANTS,
+    WEIGHTS,
     DLConfig,
     SVMConfig,
     parse_input,
@@ -57,6 +58,9 @@ def _train_command(sub) -> None:
     p.add_argument("--model", choices=MODELS.names(), default=DL["model"])
     p.add_argument("--variant", choices=VARIANTS, default=DL["variant"],
                    help="native: 1x28x28 input, 3x3 stem; imagenet: 7x7 stem, resized to 224")
+    p.add_argument("--weights", choices=WEIGHTS, default=DL["weights"],
+                   help="initial weights: none (random) or imagenet (torchvision's, "
+                   "resnet18/resnet50; downloaded once into torch's cache)")
     p.add_argument("--batch-size", type=int, default=DL["batch_size"])
     p.add_argument("--optimizer", choices=OPTIMIZERS.names(), default=DL["optimizer"])
     p.add_argument("--lr", type=float, default=DL["lr"], help="learning rate")

@@ -197,19 +197,28 @@ def core_input_shape(variant: str, in_channels: int | None = None) -> tuple[int,
 
 
 def build_model(
-    name: str, variant: str = "native", num_classes: int = 10, in_channels: int | None = None
+    name: str, variant: str = "native", num_classes: int = 10, in_channels: int | None = None,
+    weights: str = "none",
 ) -> nn.Module:
     """``nn.Sequential(adapter, core)`` taking ``(B, 1, 28, 28)`` and returning logits.
 
     ``in_channels`` sets the core network's first conv (default 1 native, 3 imagenet); the
     adapter repeats the single input channel to match. Deterministic given ``torch.manual_seed``.
+    ``weights="imagenet"``: torchvision's ImageNet weights (``dl.pretrained``), the first conv
+    taking the grey image's 1 channel.
     """
     builder = MODELS.get(name)
     v = _variant(variant)
+    if weights != "none" and in_channels is None:
+        in_channels = 1
     channels, size, _ = core_input_shape(variant, in_channels)
     if channels < 1 or num_classes < 1:
         raise UsageError(f"in_channels and num_classes must be >= 1, got {channels}, {num_classes}")
     core = builder(v.large_stem, num_classes, channels)
+    if weights == "imagenet":
+        from perfstudy.dl.pretrained import load_imagenet
+
+        load_imagenet(core, name)
     if (channels, size, size) == INPUT_SHAPE:
         adapter: nn.Module = nn.Identity()
     else:

@@ -57,8 +57,8 @@ def pack_key(cfg: DLConfig, cuda: bool) -> tuple | None:
         return None
     if cfg.device == "cpu" or (cfg.device == "auto" and not cuda):
         return None
-    return ("dl", cfg.model, cfg.variant, cfg.batch_size, cfg.epochs, cfg.train_subset,
-            cfg.eval_subset)
+    return ("dl", cfg.model, cfg.variant, cfg.weights, cfg.batch_size, cfg.epochs,
+            cfg.train_subset, cfg.eval_subset)
 
 
 @cache
@@ -199,7 +199,8 @@ def train_pack(
     models = []
     for cfg in cfgs:
         torch.manual_seed(cfg.seed)  # the run's initial weights, exactly as train_dl builds them
-        model = build_model(cfg.model, cfg.variant, num_classes=10).to(device)
+        model = build_model(cfg.model, cfg.variant, num_classes=10, weights=cfg.weights)
+        model = model.to(device)
         models.append(model.double() if precision == "fp64" else model)
     reset_peak(device)
     if streams is None:

@@ -64,7 +64,8 @@ def train_dl(
     ds, train_split, val, test = data.for_run(cfg, data_dir)
     trial = Trial.of(cfg, ds, train_split, val, test, device)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, cfg.variant, num_classes=ds.num_classes).to(device)
+    model = build_model(cfg.model, cfg.variant, num_classes=ds.num_classes,
+                        weights=cfg.weights).to(device)
     optimizer = make_optimizer(model.parameters(), cfg)
     reset_peak(device)
     with Timer(device) as setup_timer:
