@@ -19,7 +19,7 @@ from perfstudy.registry import Registry
 
 # The choices a config may name. Implementations are imported on first use (``Registry``), so
 # this module, and every command that only reads configs, runs without importing torch.
-DATASETS = ("mnist", "fashion-mnist")
+DATASETS = ["mnist", "fashion-mnist"]  # and those registered from Python (data.register)
 IMAGES = {"mnist": 70_000, "fashion-mnist": 70_000}  # pooled, before the split
 FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 SEEDS = 2**32  # seeds are 0 .. 2**32 - 1 (what numpy's and torch's generators all take)

@@ -18,7 +18,7 @@ from perfstudy.study import spec as studies
 from perfstudy.study.executors import EXECUTORS, Interrupted, execute_plan
 from perfstudy.study.executors import make as make_executor
 from perfstudy.study.flat import columns, flatten, varying
-from perfstudy.study.plan import plan
+from perfstudy.study.plan import find_data, plan
 from perfstudy.study.store import STATUSES, Store
 
 
@@ -195,16 +195,6 @@ def _announce(study, p, args) -> bool:
     print(f"study {study.name}: {p.total} runs; {skipped}; {len(p.todo)} to run "
           f"-> {args.db}", file=say)
     return True
-
-
-def find_data(runs, data_dir) -> None:
-    """Find (or download) every dataset the runs will read before the first one starts: data
-    that cannot be found is one error (exit 2), not one failed run per config. Each run still
-    loads and verifies its files itself."""
-    from perfstudy import data  # here, not at import: it pulls in scikit-learn (slow to load)
-
-    for name in sorted({r.config.dataset for r in runs if hasattr(r.config, "dataset")}):
-        data.locate(name, data_dir)
 
 
 def _dry_run(study, runs) -> int:

@@ -42,6 +42,7 @@ from perfstudy.results import RunResult
 GROUP_TRAIN_GFLOP = 175
 COMPILED_GROUP = 4
 COMPILED_GROUP_MAX_TRIAL_GFLOP = 210
+FUSABLE = ("resnet18", "resnet32", "resnet50")  # built of layers engines.fused_layers fuses
 MAX_PACK = 16  # the largest pack measured; aggregate throughput had flattened before it
 MEMORY_FRACTION = 0.8  # of the free device memory a pack may plan to use
 
@@ -54,6 +55,8 @@ def pack_key(cfg: DLConfig, cuda: bool) -> tuple | None:
     needs the fast engine on a CUDA device (``device`` cuda, or auto where ``cuda`` is true).
     """
     if cfg.engine not in ("fast", "auto") or cfg.optimizer not in ("adam", "sgd"):
+        return None
+    if cfg.model not in FUSABLE:  # a model registered from Python: its layers may not fuse
         return None
     if cfg.device == "cpu" or (cfg.device == "auto" and not cuda):
         return None

@@ -47,3 +47,14 @@ def cuda_available() -> bool:
     import torch  # here, not at import: commands that only read the store start without torch
 
     return torch.cuda.is_available()
+
+
+def find_data(runs, data_dir) -> None:
+    """Find (or download) every dataset the runs will read before the first one starts: data
+    that cannot be found is one error (exit 2), not one failed run per config. Each run still
+    loads and verifies its files itself."""
+    from perfstudy import data  # here, not at import: it pulls in scikit-learn (slow to load)
+
+    for name in sorted({r.config.dataset for r in runs if hasattr(r.config, "dataset")}):
+        if name not in data._REGISTERED:  # registered from Python: in memory already
+            data.locate(name, data_dir)
