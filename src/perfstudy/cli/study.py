@@ -27,6 +27,11 @@ def _db(p: argparse.ArgumentParser) -> None:
 
 
 def add_commands(sub) -> None:
+    _run_command(sub)
+    _store_commands(sub)
+
+
+def _run_command(sub) -> None:
     p = sub.add_parser("run", help="run a study file: every run not yet done, stored as it ends",
                        description="Expand STUDY.yaml into runs and execute those not yet done "
                        "in the results store. Runs already done are skipped; failed ones are "
@@ -67,6 +72,8 @@ def add_commands(sub) -> None:
     _db(p)
     p.set_defaults(func=cmd_run)
 
+
+def _store_commands(sub) -> None:
     p = sub.add_parser("merge", help="copy the runs and results of other stores into one",
                        description="Copy every run of SOURCE stores into --db (created if "
                        "missing): runs it lacks, and results of runs done in a source but not "
@@ -87,8 +94,8 @@ def add_commands(sub) -> None:
                    help="only rows with KEY=VALUE (config keys, status, experiments)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--columns", metavar="A,B,...|all",
-                   help="the columns to show (default: the table a few that tell runs apart, "
-                   "csv and json all of them)")
+                   help="the columns to show (default: a few that tell the runs apart in a "
+                   "table, all of them in csv and json)")
     p.set_defaults(func=cmd_runs)
 
 
