@@ -52,21 +52,34 @@ def test_one_run_calls():
         perfstudy.fit_svm(kernel="cubic")
 
 
+@pytest.fixture
+def registries():
+    """Registrations of a test end with it: later tests see the built-in names only."""
+    from perfstudy import data
+    from perfstudy.config import DATASETS, IMAGES, MODELS
+
+    saved = (dict(MODELS._items), list(DATASETS), dict(IMAGES), dict(data._REGISTERED))
+    yield
+    for live, old in zip((MODELS._items, DATASETS, IMAGES, data._REGISTERED), saved,
+                         strict=True):
+        live.clear()
+        live.update(old) if isinstance(live, dict) else live.extend(old)
+
+
 def _tiny(large_stem, num_classes, in_channels):
     return torch.nn.Sequential(torch.nn.Conv2d(in_channels, 4, 3, padding=1), torch.nn.ReLU(),
                                torch.nn.AdaptiveAvgPool2d(7), torch.nn.Flatten(),
                                torch.nn.Linear(196, num_classes))
 
 
-def test_a_registered_model_and_dataset_are_used_by_a_study_file(tmp_path):
+def test_a_registered_model_and_dataset_are_used_by_a_study_file(tmp_path, registries):
     rng = np.random.default_rng(0)
     y = np.arange(1000) % 10
     x = rng.integers(0, 40, (1000, 28, 28), dtype=np.uint8)
     for i, label in enumerate(y):  # a bright band whose height is the class
         x[i, 2 + 2 * label: 5 + 2 * label] = 255
-    if "tiny" not in perfstudy.list_models():
-        perfstudy.register_model("tiny", _tiny)
-        perfstudy.register_dataset("bands", lambda: (x, y))
+    perfstudy.register_model("tiny", _tiny)
+    perfstudy.register_dataset("bands", lambda: (x, y))
     assert "tiny" in perfstudy.list_models() and "bands" in perfstudy.list_datasets()
     (tmp_path / "s.yaml").write_text(
         "experiments:\n  mine:\n    kind: dl\n    pack: auto\n    epochs: 15\n"
@@ -84,7 +97,11 @@ def test_a_registered_model_and_dataset_are_used_by_a_study_file(tmp_path):
         perfstudy.train(model="tiny", dataset="bands", train_subset=701)
 
 
-def test_a_registered_dataset_is_checked():
+def test_registrations_end_with_their_test():
+    assert "tiny" not in perfstudy.list_models() and "bands" not in perfstudy.list_datasets()
+
+
+def test_a_registered_dataset_is_checked(registries):
     from perfstudy.errors import DataError
 
     with pytest.raises(DataError, match="expected uint8 images"):
