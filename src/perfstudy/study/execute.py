@@ -69,25 +69,34 @@ def run_unit(unit: Sequence[Run], store: Store, data_dir=None, progress=None, *,
 
 
 def record(claimed: Sequence[Run], store: Store, train) -> dict[str, str]:
-    """Run ``train(checkpoint)`` for runs this process has claimed and store its outcome; the
-    checkpoint is removed once the results are stored (a failed or killed unit keeps it)."""
-    ckpt = checkpoint_of(store, claimed)
+    """Run ``train(checkpoint)`` for runs this process has claimed and store its outcome."""
     try:
-        results = train(ckpt)
+        results = train(checkpoint_of(store, claimed))
     except (KeyboardInterrupt, Interrupted):
-        for r in claimed:
-            store.fail(r.key, INTERRUPTED, status="interrupted")
+        fail_unit(store, claimed, INTERRUPTED, status="interrupted")
         raise
     except Exception as exc:  # a failed unit is stored and the study goes on
-        for r in claimed:
-            store.fail(r.key, error_text(exc))
         _release_gpu_memory()
-        return {r.key: "failed" for r in claimed}
+        return fail_unit(store, claimed, error_text(exc))
+    return finish_unit(store, claimed, results)
+
+
+def finish_unit(store: Store, claimed: Sequence[Run], results) -> dict[str, str]:
+    """Store the results of claimed runs; their checkpoint goes once they are stored (a
+    failed or killed unit keeps it)."""
     for r, result in zip(claimed, results, strict=True):
         store.finish(r.key, result)
+    ckpt = checkpoint_of(store, claimed)
     if ckpt is not None:
         Checkpoint(ckpt).remove()
     return {r.key: "done" for r in claimed}
+
+
+def fail_unit(store: Store, claimed: Sequence[Run], error: str,
+              status: str = "failed") -> dict[str, str]:
+    for r in claimed:
+        store.fail(r.key, error, status=status)
+    return {r.key: status for r in claimed}
 
 
 def error_text(exc: BaseException) -> str:

@@ -34,7 +34,14 @@ from collections.abc import Callable, Sequence
 from perfstudy.errors import UsageError
 from perfstudy.progress import NullProgress
 from perfstudy.study import schedule
-from perfstudy.study.execute import INTERRUPTED, Interrupted, checkpoint_of, error_text
+from perfstudy.study.execute import (
+    INTERRUPTED,
+    Interrupted,
+    checkpoint_of,
+    error_text,
+    fail_unit,
+    finish_unit,
+)
 from perfstudy.study.executors import Executor, Outcome
 from perfstudy.study.spec import Run
 from perfstudy.study.store import Store
@@ -319,20 +326,10 @@ class _Driver:
             first = (str(e).splitlines() or [""])[0]
             out = {"error": f"{type(e).__name__}: the task's worker or node died {RETRIES + 1} "
                             f"times (Ray retried it {RETRIES} times): {first}"}
-        if "error" in out:
-            for r in claimed:
-                self.store.fail(r.key, out["error"])
-            self.out.count(["failed"] * len(claimed), claimed, self.progress)
-            return alive
-        for r, result in zip(claimed, out["results"], strict=True):
-            self.store.finish(r.key, result)
-        self.out.count(["done"] * len(claimed), claimed, self.progress)
-        ckpt = checkpoint_of(self.store, claimed)
-        if ckpt is not None:
-            from perfstudy.dl.checkpoint import Checkpoint
-
-            Checkpoint(ckpt).remove()
-        return True
+        status = (fail_unit(self.store, claimed, out["error"]) if "error" in out
+                  else finish_unit(self.store, claimed, out["results"]))
+        self.out.count([status[r.key] for r in claimed], claimed, self.progress)
+        return alive
 
     def _refuse(self, unit, bar) -> None:
         """A unit no node can take (more CPUs or GPUs than any has): failed, with the reason."""
@@ -350,6 +347,5 @@ class _Driver:
                 self.ray.cancel(ref, force=True)
             else:  # an actor's call cannot be force-cancelled: the actor goes
                 self.ray.kill(actor, no_restart=True)
-            for r in claimed:
-                self.store.fail(r.key, INTERRUPTED, status="interrupted")
+            fail_unit(self.store, claimed, INTERRUPTED, status="interrupted")
         self.inflight.clear()
