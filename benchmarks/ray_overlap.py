@@ -18,42 +18,14 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from gpu_sampler import GpuSampler, span  # noqa: E402
 from perfstudy.study.store import Store  # noqa: E402
-
-
-class GpuSampler(threading.Thread):
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.samples: list[int] = []
-        self.stop = threading.Event()
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            self.handle, self.nvml = pynvml.nvmlDeviceGetHandleByIndex(0), pynvml
-        except Exception:  # noqa: BLE001 - no NVML: the store's spans only
-            self.handle = None
-
-    def run(self) -> None:
-        while self.handle is not None and not self.stop.is_set():
-            self.samples.append(self.nvml.nvmlDeviceGetUtilizationRates(self.handle).gpu)
-            time.sleep(0.2)
-
-    def idle_share(self) -> float | None:
-        return sum(s == 0 for s in self.samples) / len(self.samples) if self.samples else None
-
-
-def span(rows) -> float:
-    if not rows:
-        return 0.0
-    return max(r.finished_at for r in rows) - min(r.started_at for r in rows)
 
 
 def measure(executor: str, study: str, limit: float) -> dict:

@@ -179,6 +179,35 @@ def test_a_driver_killed_outright_is_resumed_by_the_same_command(cluster, tmp_pa
     assert redone and all(r.attempts >= 1 for r in redone)
 
 
+def test_sigterm_stops_the_study_with_its_runs_interrupted_then_it_resumes(cluster, tmp_path):
+    (tmp_path / "slow.yaml").write_text(SLOW)
+    db = tmp_path / "r.db"
+    cmd = [sys.executable, "-m", "perfstudy", "run", str(tmp_path / "slow.yaml"), "--db",
+           str(db), "--executor", "ray", "--address", cluster.address, "--cpus-per-run", "2",
+           "--quiet"]
+    child = subprocess.Popen(cmd, env=os.environ.copy(), stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and child.poll() is None:
+            if "running" in [r.status for r in _rows_so_far(db)]:
+                break
+            time.sleep(0.2)
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 130, err
+    assert "Traceback" not in err and "marked interrupted" in err
+    rows = Store(db, create=False).rows()
+    statuses = [r.status for r in rows]
+    assert "interrupted" in statuses and "running" not in statuses
+    again = subprocess.run(cmd, env=os.environ.copy(), capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr
+    after = Store(db, create=False).rows()
+    assert len(after) == 6 and all(r.status == "done" for r in after)
+
+
 def placed(cfgs, options, data_dir, checkpoint, driver_node, tracker, keys):
     """A stand-in for ``run_task`` that trains nothing: it holds its resources for a moment and
     says where Ray put it (real GPUs are not needed to test where units go)."""

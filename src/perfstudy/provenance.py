@@ -27,17 +27,21 @@ def cpu_model() -> str:
 
 @lru_cache(maxsize=1)
 def git_commit() -> str | None:
+    """The checkout's commit (``-dirty`` with uncommitted changes to tracked files); where the
+    code is no git checkout (an installed copy, a copied tree), ``$PERFSTUDY_GIT_COMMIT``."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
+            ["git", "describe", "--always", "--dirty", "--abbrev=7", "--exclude=*"],
             cwd=Path(perfstudy.__file__).parent,
             capture_output=True,
             text=True,
             timeout=5,
         )
-        return out.stdout.strip() or None if out.returncode == 0 else None
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return None
+        pass
+    return os.environ.get("PERFSTUDY_GIT_COMMIT") or None
 
 
 def device_name(device: torch.device | str) -> str:

@@ -241,6 +241,11 @@ class _Driver:
         except (KeyboardInterrupt, Interrupted):
             self._cancel()
             raise
+        except SystemError as e:  # Ray's C++ wait wraps the signal handler's exception
+            if not isinstance(e.__cause__, (KeyboardInterrupt, Interrupted)):
+                raise
+            self._cancel()
+            raise e.__cause__ from None
         finally:
             for actor in [self.tracker, *self.idle_gpu_workers]:
                 self.ray.kill(actor)
