@@ -23,13 +23,24 @@ def commit_of_copy(tmp_path, env_commit):
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
-def test_commit_of_the_checkout_matches_git():
+def test_commit_of_the_checkout_matches_git(monkeypatch):
+    monkeypatch.delenv("PERFSTUDY_GIT_COMMIT", raising=False)
+    provenance.git_commit.cache_clear()
     head = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=SRC,
                           capture_output=True, text=True)
     assert head.returncode == 0, "the tests run from a git checkout"
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=SRC,
                            capture_output=True, text=True).stdout.strip()
     assert provenance.git_commit() == head.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def test_the_environment_s_commit_wins_over_the_checkout_s(monkeypatch):
+    provenance.git_commit.cache_clear()
+    monkeypatch.setenv("PERFSTUDY_GIT_COMMIT", "00b5e7c")
+    try:
+        assert provenance.git_commit() == "00b5e7c"
+    finally:
+        provenance.git_commit.cache_clear()
 
 
 def test_a_copy_without_git_takes_the_commit_from_the_environment(tmp_path):

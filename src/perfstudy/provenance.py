@@ -27,8 +27,10 @@ def cpu_model() -> str:
 
 @lru_cache(maxsize=1)
 def git_commit() -> str | None:
-    """The checkout's commit (``-dirty`` with uncommitted changes to tracked files); where the
-    code is no git checkout (an installed copy, a copied tree), ``$PERFSTUDY_GIT_COMMIT``."""
+    """``$PERFSTUDY_GIT_COMMIT`` where set (code copied without its history, or beside a stale
+    one); else the checkout's commit, ``-dirty`` with uncommitted changes to tracked files."""
+    if os.environ.get("PERFSTUDY_GIT_COMMIT"):
+        return os.environ["PERFSTUDY_GIT_COMMIT"]
     try:
         out = subprocess.run(
             ["git", "describe", "--always", "--dirty", "--abbrev=7", "--exclude=*"],
@@ -41,7 +43,7 @@ def git_commit() -> str | None:
             return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         pass
-    return os.environ.get("PERFSTUDY_GIT_COMMIT") or None
+    return None
 
 
 def device_name(device: torch.device | str) -> str:
