@@ -153,3 +153,19 @@ def test_pack_settings(tmp_path):
     with pytest.raises(UsageError, match="x: expected auto, off or a pack size"):
         studies.parse_pack("lots", "x")
     assert units(runs, "auto", free_bytes=None) == [[r] for r in runs]  # no GPU: all alone
+
+
+def test_repeats_override_gives_every_seeded_experiment_n_seeds():
+    plain = studies.load(REPO / "studies/seed.yaml", only=["q1a", "flops"]).runs()
+    three = studies.load(REPO / "studies/seed.yaml", only=["q1a", "flops"],
+                         overrides={"repeats": 3}).runs()
+    q1a = [r for r in three if r.experiment == "q1a"]
+    assert len(q1a) == 3 * 32 and sorted({r.config.seed for r in q1a}) == [0, 1, 2]
+    assert len([r for r in three if r.experiment == "flops"]) == 6  # FLOPs take no seed
+    # seed 0 is the run of the study without repeats: its stored result is reused
+    assert {r.key for r in plain if r.experiment == "q1a"} == {
+        r.key for r in q1a if r.config.seed == 0}
+    with pytest.raises(UsageError, match="repeats: expected a count >= 1"):
+        studies.load(REPO / "studies/seed.yaml", only=["q1a"], overrides={"repeats": 0})
+    with pytest.raises(UsageError, match="no experiment of .* has a setting 'repeats'"):
+        studies.load(REPO / "studies/seed.yaml", only=["flops"], overrides={"repeats": 2})

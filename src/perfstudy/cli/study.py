@@ -38,12 +38,23 @@ def _run_command(sub) -> None:
                        "retried only with --retry-failed. Safe to interrupt and run again.")
     p.add_argument("study", help="study file (YAML), e.g. studies/quick.yaml")
     p.add_argument("-o", "--override", action="append", metavar="KEY=VALUE",
-                   help="set KEY to VALUE in every experiment that has it (repeatable)")
+                   help="set KEY to VALUE in every experiment that has it (repeatable); "
+                   "-o repeats=N: N seeds (0..N-1) for every experiment whose runs take one")
     p.add_argument("--only", action="append", metavar="EXPERIMENT",
                    help="run only this experiment (repeatable)")
     p.add_argument("--filter", action="append", metavar="KEY=VALUE",
                    help="run only runs whose config has KEY=VALUE (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their count")
+    p.add_argument("--gpus", type=int, metavar="N",
+                   help="with --dry-run: the plan of the GPU work on N GPUs (packs per GPU, in "
+                   "order, and when each GPU would finish), as --executor ray schedules it")
+    p.add_argument("--gpu-memory", type=float, metavar="GIB", default=139.0,
+                   help="with --gpus: one GPU's free memory, which bounds the packs "
+                   "(default 139, an H200)")
+    p.add_argument("--timings", metavar="DB", action="append",
+                   help="with --gpus: a store of earlier GPU runs whose measured times turn "
+                   "the plan's work into seconds (repeatable; e.g. "
+                   "docs/results/seed-h200/seed.db)")
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     p.add_argument("--executor", choices=EXECUTORS.names(), default="local",
                    help="local: one run (or GPU pack) at a time in this process; pool: worker "
@@ -111,8 +122,10 @@ def _load(args):
 
 def cmd_run(args) -> int:
     study, runs = _load(args)
+    if args.gpus is not None and not args.dry_run:
+        raise UsageError("--gpus plans a study's GPU work: use it with --dry-run")
     if args.dry_run:
-        return _dry_run(study, runs)
+        return _gpu_plan(runs, args) if args.gpus is not None else _dry_run(study, runs)
     ex = make_executor(args.executor, **_executor_options(args))
     store = Store(args.db)
     try:
@@ -216,6 +229,49 @@ def _dry_run(study, runs) -> int:
           + (f" ({len(runs) - unique} shared between experiments)" if unique < len(runs)
              else ""))
     return 0
+
+
+def _gpu_plan(runs, args) -> int:
+    from perfstudy.config import check_range
+    from perfstudy.study import gpu_plan, schedule
+    from perfstudy.study.executors.ray_cluster import on_gpu
+
+    check_range("--gpus", args.gpus, low=1, high=1024)
+    check_range("--gpu-memory", args.gpu_memory, low=0, high=1e4, low_open=True)
+    try:
+        rates = gpu_plan.measured_rates([row for db in args.timings or ()
+                                         for row in Store(db, create=False).rows()])
+    except UsageError as e:
+        raise UsageError(f"--timings: {str(e).split(' (')[0]}") from None
+    gpu_runs = [r for r in runs if on_gpu(r.config, True)]
+    if not gpu_runs:
+        raise UsageError("no run of this selection trains on a GPU")
+    units = schedule.units(gpu_runs, None, int(args.gpu_memory * 2**30))
+    slots = gpu_plan.plan_gpus(units, args.gpus, rates)
+    timed = all(s.seconds is not None for s in slots)
+    rows = [[s.gpu, s.unit[0].experiment, _unit_label(s.unit), f"{s.work / 1e15:.1f}",
+             "–" if s.seconds is None else f"{s.seconds:.0f}" + ("" if s.measured_rate else " ~"),
+             "–" if s.ends is None else f"{s.ends:.0f}"]
+            for s in sorted(slots, key=lambda s: s.gpu)]
+    print_table(f"GPU plan: {len(gpu_runs)} runs in {len(units)} units on {args.gpus} GPU(s) of "
+                f"{args.gpu_memory:g} GiB", ["GPU", "experiment", "unit", "work PFLOP",
+                                              "est. s", "GPU done at s"], rows)
+    if timed:
+        ends = [max(s.ends for s in slots if s.gpu == g) for g in {s.gpu for s in slots}]
+        print(f"estimated GPU wall time: {max(ends):.0f} s on {args.gpus} GPU(s), from the "
+              f"times measured in {', '.join(args.timings)} ('~': none measured like it; the "
+              "same model's or all models' median rate); CPU runs train beside it")
+    else:
+        print("work only: --timings DB (a store of earlier GPU runs) turns it into seconds")
+    return 0
+
+
+def _unit_label(unit) -> str:
+    cfg = unit[0].config
+    what = " ".join(str(v) for v in (getattr(cfg, "model", None) or getattr(cfg, "kernel", ""),
+                                     f"b{cfg.batch_size}" if hasattr(cfg, "batch_size") else "")
+                    if v)
+    return f"pack of {len(unit)} {what}" if len(unit) > 1 else f"{what} · {unit[0].key}"
 
 
 def _print_rows(title: str, rows: list[dict]) -> None:

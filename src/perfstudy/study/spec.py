@@ -234,10 +234,17 @@ def _context(exp: Experiment, key: str) -> dict[str, Any]:
 
 
 def _apply_overrides(path: str, experiments: list[Experiment], overrides: dict[str, Any]):
+    """``-o KEY=VALUE``: a run setting, fixed in every experiment that has it; or ``repeats``,
+    the seeds of every experiment whose runs have one (``-o repeats=3``: seeds 0, 1, 2)."""
     for key, value in overrides.items():
         hit = False
         for exp in experiments:
-            if key in CONFIGS[exp.kind].field_names():
+            if key == "repeats" and "seed" in CONFIGS[exp.kind].field_names():
+                exp.fixed.pop("seed", None)
+                exp.grid.pop("seed", None)
+                exp.seeds = _seeds(f"-o repeats={value}", value)
+                hit = True
+            elif key in CONFIGS[exp.kind].field_names():
                 exp.grid.pop(key, None)
                 exp.fixed[key] = value
                 if key == "seed":
