@@ -244,6 +244,35 @@ def test_gpu_packs_go_to_declared_gpus_beside_cpu_runs(cluster, tmp_path):
         "GPU [0]", "GPU [1]"}
 
 
+def stalls(cfgs, options, data_dir, checkpoint, driver_node, tracker, keys):
+    """A stand-in for ``run_task`` that says it started, then trains for a long while."""
+    tracker.started.remote(keys, "somewhere")
+    time.sleep(60)
+
+
+def test_an_interrupted_gpu_unit_is_cancelled_not_retried(cluster, tmp_path):
+    from perfstudy.progress import NullProgress
+    from perfstudy.study.executors.ray_cluster import _Driver
+
+    unit = [Run("q1a", DLConfig(model="resnet18", device="cuda", seed=s), "auto")
+            for s in range(2)]
+    store = Store(tmp_path / "i.db")
+    store.add("i", unit)
+    driver = _Driver(RayExecutor(free_bytes=2**40, task=stalls), store, None, NullProgress(),
+                     gpus=2, cpus=6, cpus_per_run=2)
+    driver._submit(unit, None)
+    (ref,) = driver.inflight
+    deadline = time.monotonic() + 60
+    while not any(r.placement for r in store.rows()) and time.monotonic() < deadline:
+        driver._placements()
+        time.sleep(0.2)
+    driver._cancel()
+    # cancelled before its worker was killed: Ray does not run (or announce) a retry
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref, timeout=30)
+    assert [r.status for r in store.rows()] == ["interrupted"] * 2
+
+
 def test_without_real_gpus_the_free_memory_read_on_a_gpu_worker_packs_nothing(cluster,
                                                                               tmp_path):
     runs = [Run("q1a", DLConfig(model="resnet18", device="cuda", seed=s), "auto")

@@ -350,7 +350,9 @@ class _Driver:
         for ref, (claimed, _res, _line, actor) in self.inflight.items():
             if actor is None:
                 self.ray.cancel(ref, force=True)
-            else:  # an actor's call cannot be force-cancelled: the actor goes
+            else:  # an actor's call cannot be force-cancelled: the actor goes (cancelled
+                # first, so that Ray does not announce a retry of the call it will not make)
+                self.ray.cancel(ref)
                 self.ray.kill(actor, no_restart=True)
             fail_unit(self.store, claimed, INTERRUPTED, status="interrupted")
         self.inflight.clear()
