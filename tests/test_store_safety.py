@@ -156,3 +156,19 @@ def test_a_folder_or_an_empty_file_as_the_store(tmp_path):
     with pytest.raises(UsageError, match="not a perfstudy results store"):
         Store(empty, create=False)
     assert Store(empty).version == SCHEMA_VERSION  # an empty file is a new store
+
+
+def test_a_full_store_is_one_line_that_says_what_becomes_of_the_run(tmp_path):
+    import sqlite3
+
+    from perfstudy.cli import environment_error
+
+    db = sqlite3.connect(tmp_path / "full.db")
+    db.execute("CREATE TABLE t (x BLOB)")
+    db.execute("PRAGMA max_page_count = 3")  # SQLite's own "disk full", on a real file
+    with pytest.raises(sqlite3.OperationalError) as err:
+        for _ in range(100):
+            db.execute("INSERT INTO t VALUES (?)", (b"x" * 4096,))
+    line = environment_error(err.value)
+    assert line.startswith("cannot write the results store: database or disk is full")
+    assert "redoes it" in line and "\n" not in line

@@ -69,7 +69,8 @@ def environment_error(e: BaseException) -> str | None:
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
         return f"cannot write {e.filename or 'a file'}: {e.strerror}"
     if isinstance(e, sqlite3.OperationalError) and ("disk" in text or "full" in text):
-        return f"cannot write the results store: {text}"
+        return (f"cannot write the results store: {text}; a run it could not record stays "
+                "'running' until the next `perfstudy run` finds it stale and redoes it")
     return None
 
 
