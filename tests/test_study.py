@@ -165,7 +165,7 @@ def test_repeats_override_gives_every_seeded_experiment_n_seeds():
     # seed 0 is the run of the study without repeats: its stored result is reused
     assert {r.key for r in plain if r.experiment == "q1a"} == {
         r.key for r in q1a if r.config.seed == 0}
-    with pytest.raises(UsageError, match="repeats: expected a count >= 1"):
+    with pytest.raises(UsageError, match="-o repeats=0: expected a count >= 1"):
         studies.load(REPO / "studies/seed.yaml", only=["q1a"], overrides={"repeats": 0})
     with pytest.raises(UsageError, match="no experiment of .* has a setting 'repeats'"):
         studies.load(REPO / "studies/seed.yaml", only=["flops"], overrides={"repeats": 2})

@@ -242,7 +242,11 @@ def _apply_overrides(path: str, experiments: list[Experiment], overrides: dict[s
             if key == "repeats" and "seed" in CONFIGS[exp.kind].field_names():
                 exp.fixed.pop("seed", None)
                 exp.grid.pop("seed", None)
-                exp.seeds = _seeds(f"-o repeats={value}", value)
+                try:
+                    exp.seeds = _seeds("-o", value)
+                except UsageError:
+                    raise UsageError(f"-o repeats={value}: expected a count >= 1 or a list of "
+                                     "seeds") from None
                 hit = True
             elif key in CONFIGS[exp.kind].field_names():
                 exp.grid.pop(key, None)
