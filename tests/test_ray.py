@@ -145,12 +145,17 @@ def test_a_worker_node_killed_mid_study_loses_and_duplicates_nothing(cluster, tm
     assert all(len(r.result.curve) == 2 for r in rows.values())
 
 
-def test_a_driver_killed_outright_is_resumed_by_the_same_command(cluster, tmp_path):
+def _slow_study_command(cluster, tmp_path: Path) -> tuple[Path, list[str]]:
+    """The SLOW study's ``perfstudy run`` on the cluster, as a user types it, and its store."""
     (tmp_path / "slow.yaml").write_text(SLOW)
     db = tmp_path / "r.db"
-    cmd = [sys.executable, "-m", "perfstudy", "run", str(tmp_path / "slow.yaml"), "--db",
-           str(db), "--executor", "ray", "--address", cluster.address, "--cpus-per-run", "2",
-           "--quiet"]
+    return db, [sys.executable, "-m", "perfstudy", "run", str(tmp_path / "slow.yaml"), "--db",
+                str(db), "--executor", "ray", "--address", cluster.address, "--cpus-per-run",
+                "2", "--quiet"]
+
+
+def test_a_driver_killed_outright_is_resumed_by_the_same_command(cluster, tmp_path):
+    db, cmd = _slow_study_command(cluster, tmp_path)
     child = subprocess.Popen(cmd, env=os.environ.copy())
     try:
         deadline = time.monotonic() + 180
@@ -180,11 +185,7 @@ def test_a_driver_killed_outright_is_resumed_by_the_same_command(cluster, tmp_pa
 
 
 def test_sigterm_stops_the_study_with_its_runs_interrupted(cluster, tmp_path):
-    (tmp_path / "slow.yaml").write_text(SLOW)
-    db = tmp_path / "r.db"
-    cmd = [sys.executable, "-m", "perfstudy", "run", str(tmp_path / "slow.yaml"), "--db",
-           str(db), "--executor", "ray", "--address", cluster.address, "--cpus-per-run", "2",
-           "--quiet"]
+    db, cmd = _slow_study_command(cluster, tmp_path)
     child = subprocess.Popen(cmd, env=os.environ.copy(), stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 180
