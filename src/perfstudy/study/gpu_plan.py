@@ -64,21 +64,14 @@ def measured_rates(rows) -> dict[tuple, float]:
 
 def plan_gpus(units: list[list[Run]], gpus: int, rates: dict[tuple, float]) -> list[Slot]:
     """Each unit on the GPU that is free first, costliest first (as the Ray driver hands
-    them to its GPU workers)."""
+    them to its GPU workers): by estimated seconds where there are rates, else by work."""
     units = schedule.spread(units, gpus)
-    free_at = [0.0] * max(1, gpus)
-    work_at = [0.0] * max(1, gpus)
-    slots = []
-    for unit in units:
-        work = schedule.unit_work(unit)
-        keys = [k for k in _rate_keys(unit[0].config, len(unit) > 1) if k in rates]
-        rate = rates[keys[0]] if keys else None
-        seconds = None if rate is None else work * rate
-        clock = free_at if seconds is not None else work_at
-        g = clock.index(min(clock))
-        free_at[g] += seconds or 0.0
-        work_at[g] += work
-        exact = bool(keys) and keys[0] == _rate_keys(unit[0].config, len(unit) > 1)[0]
-        slots.append(Slot(g, unit, work, seconds, exact,
-                          free_at[g] if seconds is not None else None))
-    return slots
+    work = [schedule.unit_work(u) for u in units]
+    keys = [[k for k in _rate_keys(u[0].config, len(u) > 1) if k in rates] for u in units]
+    # with any rate, the loosest key () matches every unit: all are timed, or none is
+    seconds = [w * rates[k[0]] if k else None for w, k in zip(work, keys, strict=True)]
+    timed = all(s is not None for s in seconds)
+    placed = schedule.list_schedule(seconds if timed else work, gpus)
+    return [Slot(g, u, w, s, bool(k) and k[0] == _rate_keys(u[0].config, len(u) > 1)[0],
+                 end if timed else None)
+            for u, w, s, k, (g, end) in zip(units, work, seconds, keys, placed, strict=True)]

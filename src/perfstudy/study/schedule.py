@@ -80,12 +80,22 @@ def unit_work(unit: Sequence[Run]) -> float:
     return sum(per_run) / len(per_run) * len(unit) ** PACK_SCALING
 
 
+def list_schedule(costs: Sequence[float], gpus: int) -> list[tuple[int, float]]:
+    """``costs`` taken in order by ``gpus`` GPUs, each taking the next when free: per cost,
+    (its GPU, when that GPU finishes it)."""
+    loads = [0.0] * max(1, gpus)
+    out = []
+    for c in costs:
+        g = loads.index(min(loads))
+        loads[g] += c
+        out.append((g, loads[g]))
+    return out
+
+
 def makespan(costs: Sequence[float], gpus: int) -> float:
     """When ``gpus`` GPUs finish ``costs``, each taking the next (largest first) when free."""
-    loads = [0.0] * max(1, gpus)
-    for c in sorted(costs, reverse=True):
-        loads[loads.index(min(loads))] += c
-    return max(loads)
+    return max((end for _, end in list_schedule(sorted(costs, reverse=True), gpus)),
+               default=0.0)
 
 
 def spread(units: list[list[Run]], gpus: int, cost=unit_work) -> list[list[Run]]:
