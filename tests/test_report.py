@@ -499,6 +499,20 @@ def test_time_to_accuracy_says_packed_runs_shared_the_gpu(tmp_path):
         == "36.1"
 
 
+def test_dl_vs_svm_says_a_packed_training_time_is_the_packs(tmp_path):
+    # the seed study on an H200 (docs/results/seed-h200): Q1(a)'s best MNIST run trained in a
+    # pack of 8, 169.7 s of shared wall time; the best SVM fit alone on the GPU in 1.6 s
+    import shutil
+    from pathlib import Path
+
+    src = Path(__file__).parents[1] / "docs" / "results" / "seed-h200" / "seed.db"
+    shutil.copy(src, tmp_path / "s.db")
+    bullets = build_report(Store(tmp_path / "s.db")).section("across").bullets
+    dl = next(b for b in bullets if b.startswith("**MNIST, deep learning vs SVM**"))
+    assert ("Training time 169,735 ms (the shared wall time of a pack of 8 runs at once on one "
+            "GPU) vs fit time 1,584 ms (107.1×).") in dl
+
+
 # -- the seed's own comparisons, and what the tables say about packed times --------------------
 
 

@@ -37,8 +37,9 @@ def dl_vs_svm(ctx: Context) -> list[str]:
                                   lower[0].n_test)
         diff = sa.mean - sb.mean
         ta, tb = ga.summary("train_ms"), gb.summary("train_ms")
-        times = (f" Training time {ta.mean:,.0f} ms vs fit time {tb.mean:,.0f} ms "
-                 f"({ta.mean / tb.mean:.1f}×)." if ta and tb and tb.mean else "")
+        times = (f" Training time {ta.mean:,.0f} ms{_pack_phrase(ga)} vs fit time "
+                 f"{tb.mean:,.0f} ms ({ta.mean / tb.mean:.1f}×)." if ta and tb and tb.mean
+                 else "")
         sizes = _sizes(ga, gb)
         out.append(
             f"**{labels.dataset(d)}, deep learning vs SVM**: best deep model "
@@ -46,6 +47,15 @@ def dl_vs_svm(ctx: Context) -> list[str]:
             f"SVM {describe(gb, ['kernel_degree', 'C'])} {sb.mean:.2f} %: {signed(diff)} pp, "
             f"**{yard.judge(diff)}** ({yard.ratio(diff)}; {yard.short}).{times}{sizes}")
     return out
+
+
+def _pack_phrase(g: Group) -> str:
+    """Where the deep model's runs trained in a pack, their time is the pack's wall time."""
+    sizes = sorted({r.result.extra.get("pack_size") or 1 for r in g.done} - {1})
+    if not sizes:
+        return ""
+    return (f" (the shared wall time of a pack of {' or '.join(map(str, sizes))} runs at once "
+            "on one GPU)")
 
 
 def _sizes(ga: Group, gb: Group) -> str:
