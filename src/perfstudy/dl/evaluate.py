@@ -57,9 +57,13 @@ class BestEpoch:
             best.state = {k: v.to(device) for k, v in saved["state"].items()}
         return best
 
-    def test(self, model, x, y, mean: float, std: float) -> tuple[float, float]:
+    def test(self, model, x, y, mean: float, std: float,
+             last_epoch: int | None = None) -> tuple[float, float]:
         """(test accuracy at the best-validation epoch, at the last epoch). Leaves ``model``
-        holding the best-validation weights."""
+        holding the best-validation weights. Where the best epoch is ``last_epoch`` (the one
+        whose weights ``model`` holds), the two are one set of weights, tested once."""
         last = accuracy(model, x, y, mean, std)
+        if self.epoch == last_epoch:
+            return last, last
         model.load_state_dict(self.state)
         return accuracy(model, x, y, mean, std), last

@@ -138,7 +138,7 @@ def train(
     for t, trial in enumerate(trials):
         with Timer(device) as e:
             state.test.append(state.best[t].test(trainee.trial_model(t), *trial.test,
-                                                 trial.mean, trial.std))
+                                                 trial.mean, trial.std, last_epoch=epochs))
         state.eval_ms[t] += e.ms
     state.wall_ms += (time.perf_counter() - started) * 1e3
     notes = {"peak_mem_kind": peak_kind(device), "resumed_after_epoch": state.resumed_after,
