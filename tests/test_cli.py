@@ -199,3 +199,21 @@ def test_runs_shows_a_few_columns_and_more_on_request(tmp_path, capsys):
     header = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("┃"))
     assert [c.strip() for c in header.strip("┃ ").split("┃")] == [
         "key", "experiments", "status", "lr"]  # what differs, and no result yet
+
+
+def test_runs_filter_on_a_column_the_runs_lack_is_an_error(tmp_path, capsys):
+    from perfstudy.config import DLConfig
+    from perfstudy.study.spec import Run
+    from perfstudy.study.store import Store
+
+    store = Store(tmp_path / "r.db")
+    store.add("s", [Run("e", DLConfig(lr=lr)) for lr in (1e-3, 1e-4)])
+    store.close()
+    db = str(tmp_path / "r.db")
+    assert main(["runs", "--db", db, "--filter", "experiments=e", "--filter", "lr=0.0001",
+                 "--format", "json"]) == 0
+    assert [r["lr"] for r in json.loads(capsys.readouterr().out)] == [1e-4]
+    assert main(["runs", "--db", db, "--filter", "experiment=e"]) == 2
+    err = capsys.readouterr().err
+    assert "--filter: no column 'experiment' (the experiments a run belongs to: " \
+        "experiments=NAME)" in err and len(err.splitlines()) == 1

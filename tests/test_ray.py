@@ -329,3 +329,22 @@ def test_without_ray_the_executor_is_a_one_line_error(tmp_path):
     assert r.returncode == 2 and r.stderr.strip() == (
         "perfstudy: error: --executor ray needs Ray: pip install 'perfstudy[ray]'")
     assert not (tmp_path / "r.db").exists()
+
+
+def test_an_address_that_no_cluster_answers_is_a_one_line_error_and_no_store(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    quick = str(Path(__file__).parents[1] / "studies/quick.yaml")
+    for address, said in ((f"127.0.0.1:{port}", f"cannot reach a Ray cluster at "
+                           f"127.0.0.1:{port}: Connection refused"),
+                          ("1.2.3.4:99999", "expected auto or HOST:PORT (a port 1-65535)"),
+                          ("", "expected auto or HOST:PORT")):
+        r = subprocess.run([sys.executable, "-m", "perfstudy", "run", quick, "--executor", "ray",
+                            "--address", address, "--db", str(tmp_path / "r.db")],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and said in r.stderr and len(r.stderr.splitlines()) == 1, \
+            r.stderr
+        assert not (tmp_path / "r.db").exists()

@@ -167,5 +167,29 @@ def test_repeats_override_gives_every_seeded_experiment_n_seeds():
         r.key for r in q1a if r.config.seed == 0}
     with pytest.raises(UsageError, match="-o repeats=0: expected a count >= 1"):
         studies.load(REPO / "studies/seed.yaml", only=["q1a"], overrides={"repeats": 0})
-    with pytest.raises(UsageError, match="no experiment of .* has a setting 'repeats'"):
+    with pytest.raises(UsageError, match="no experiment of .* has runs whose result depends "
+                       "on a seed"):
         studies.load(REPO / "studies/seed.yaml", only=["flops"], overrides={"repeats": 2})
+
+
+def test_repeats_override_leaves_deterministic_svm_fits_alone_and_refuses_conflicts():
+    runs = studies.load(REPO / "studies/seed.yaml", only=["q1b", "q2"],
+                        overrides={"repeats": 2}).runs()
+    assert len([r for r in runs if r.experiment == "q1b"]) == 24  # one fit per setting
+    assert len([r for r in runs if r.experiment == "q2"]) == 2 * 12
+    with pytest.raises(UsageError, match="no experiment of .* has runs whose result depends "
+                       r"on a seed \(SVM fits"):
+        studies.load(REPO / "studies/seed.yaml", only=["q1b"], overrides={"repeats": 2})
+    with pytest.raises(UsageError, match="-o seed and -o repeats both set the seeds"):
+        studies.load(REPO / "studies/seed.yaml", only=["q2"],
+                     overrides={"seed": 5, "repeats": 2})
+    with pytest.raises(UsageError, match="-o repeats=None: expected a count"):
+        studies.load(REPO / "studies/seed.yaml", only=["q2"], overrides={"repeats": None})
+    with pytest.raises(UsageError, match="-o repeats=10001: at most 10,000 seeds"):
+        studies.load(REPO / "studies/seed.yaml", only=["q2"], overrides={"repeats": 10_001})
+    with pytest.raises(UsageError, match="at most 10,000 seeds, got 99999999999999999999"):
+        studies.load(REPO / "studies/seed.yaml", only=["q2"],
+                     overrides={"repeats": 99999999999999999999})
+    listed = studies.load(REPO / "studies/seed.yaml", only=["q2"],
+                          overrides={"repeats": [5, 6]}).runs()
+    assert sorted({r.config.seed for r in listed}) == [5, 6]

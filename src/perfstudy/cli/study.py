@@ -39,7 +39,8 @@ def _run_command(sub) -> None:
     p.add_argument("study", help="study file (YAML), e.g. studies/quick.yaml")
     p.add_argument("-o", "--override", action="append", metavar="KEY=VALUE",
                    help="set KEY to VALUE in every experiment that has it (repeatable); "
-                   "-o repeats=N: N seeds (0..N-1) for every experiment whose runs take one")
+                   "-o repeats=N: N seeds (0..N-1) for every deep-learning experiment (SVM fits "
+                   "and FLOPs counts do not depend on a seed)")
     p.add_argument("--only", action="append", metavar="EXPERIMENT",
                    help="run only this experiment (repeatable)")
     p.add_argument("--filter", action="append", metavar="KEY=VALUE",
@@ -48,7 +49,7 @@ def _run_command(sub) -> None:
     p.add_argument("--gpus", type=int, metavar="N",
                    help="with --dry-run: the plan of the GPU work on N GPUs (packs per GPU, in "
                    "order, and when each GPU would finish), as --executor ray schedules it")
-    p.add_argument("--gpu-memory", type=float, metavar="GIB", default=139.0,
+    p.add_argument("--gpu-memory", type=float, metavar="GIB",
                    help="with --gpus: one GPU's free memory, which bounds the packs "
                    "(default 139, an H200)")
     p.add_argument("--timings", metavar="DB", action="append",
@@ -124,12 +125,18 @@ def cmd_run(args) -> int:
     study, runs = _load(args)
     if args.gpus is not None and not args.dry_run:
         raise UsageError("--gpus plans a study's GPU work: use it with --dry-run")
+    for flag, value in (("--gpu-memory", args.gpu_memory), ("--timings", args.timings)):
+        if value is not None and args.gpus is None:
+            raise UsageError(f"{flag} applies to the plan of --dry-run --gpus N: add --gpus")
     if args.dry_run:
-        return _gpu_plan(runs, args) if args.gpus is not None else _dry_run(study, runs)
+        done = _done_in(args.db, runs)
+        return _gpu_plan(runs, done, args) if args.gpus is not None else \
+            _dry_run(study, runs, done, args.db)
     ex = make_executor(args.executor, **_executor_options(args))
-    store = Store(args.db)
     try:
-        p = plan(study, runs, store, retry_failed=args.retry_failed, cuda=ex.cuda_available())
+        cuda = ex.cuda_available()  # first: a cluster that cannot be reached leaves no store
+        store = Store(args.db)
+        p = plan(study, runs, store, retry_failed=args.retry_failed, cuda=cuda)
         if not _announce(study, p, args):
             return 1 if p.failed else 0
         t0 = time.perf_counter()
@@ -217,7 +224,16 @@ def _announce(study, p, args) -> bool:
     return True
 
 
-def _dry_run(study, runs) -> int:
+def _done_in(db: str, runs) -> set[str]:
+    """The keys of ``runs`` already done in the store ``db`` (none if there is no store yet);
+    read-only."""
+    if not Path(db).exists():
+        return set()
+    status = Store(db, create=False).status_of(list({r.key for r in runs}))
+    return {k for k, v in status.items() if v == "done"}
+
+
+def _dry_run(study, runs, done: set[str], db: str) -> int:
     rows = [{"experiment": r.experiment, "key": r.key, **r.config.to_dict()} for r in runs]
     by_exp = Counter(r.experiment for r in runs)
     for exp in study.experiments:
@@ -227,43 +243,63 @@ def _dry_run(study, runs) -> int:
     unique = len({r.key for r in runs})
     print(f"{unique} runs in {len(by_exp)} experiment(s) of study {study.name}"
           + (f" ({len(runs) - unique} shared between experiments)" if unique < len(runs)
+             else "")
+          + (f"; {len(done)} already done in {db}, {unique - len(done)} to run" if done
              else ""))
     return 0
 
 
-def _gpu_plan(runs, args) -> int:
+def _gpu_plan(runs, done: set[str], args) -> int:
     from perfstudy.config import check_range
     from perfstudy.study import gpu_plan, schedule
     from perfstudy.study.executors.ray_cluster import on_gpu
 
+    memory = 139.0 if args.gpu_memory is None else args.gpu_memory
     check_range("--gpus", args.gpus, low=1, high=1024)
-    check_range("--gpu-memory", args.gpu_memory, low=0, high=1e4, low_open=True)
-    try:
-        rates = gpu_plan.measured_rates([row for db in args.timings or ()
-                                         for row in Store(db, create=False).rows()])
-    except UsageError as e:
-        raise UsageError(f"--timings: {str(e).split(' (')[0]}") from None
-    gpu_runs = [r for r in runs if on_gpu(r.config, True)]
+    check_range("--gpu-memory", memory, low=0, high=1e4, low_open=True)
+    timings = []
+    for db in args.timings or ():
+        try:
+            rows = Store(db, create=False).rows()
+        except UsageError as e:
+            raise UsageError(f"--timings: {str(e).split(' (')[0]}") from None
+        if not gpu_plan.measured_rates(rows):
+            raise UsageError(f"--timings {db}: no finished GPU runs to take times from")
+        timings += rows
+    rates = gpu_plan.measured_rates(timings)
+    gpu_runs = [r for r in runs if on_gpu(r.config, True) and r.key not in done]
     if not gpu_runs:
-        raise UsageError("no run of this selection trains on a GPU")
-    units = schedule.units(gpu_runs, None, int(args.gpu_memory * 2**30))
+        raise UsageError("no run of this selection trains on a GPU" if not done else
+                         f"every GPU run of this selection is already done in {args.db}")
+    units = schedule.units(gpu_runs, None, int(memory * 2**30))
     slots = gpu_plan.plan_gpus(units, args.gpus, rates)
     timed = all(s.seconds is not None for s in slots)
     rows = [[s.gpu, s.unit[0].experiment, _unit_label(s.unit), f"{s.work / 1e15:.1f}",
-             "–" if s.seconds is None else f"{s.seconds:.0f}" + ("" if s.measured_rate else " ~"),
+             "–" if s.seconds is None else _seconds(s.seconds) + ("" if s.measured_rate else " ~"),
              "–" if s.ends is None else f"{s.ends:.0f}"]
             for s in sorted(slots, key=lambda s: s.gpu)]
-    print_table(f"GPU plan: {len(gpu_runs)} runs in {len(units)} units on {args.gpus} GPU(s) of "
-                f"{args.gpu_memory:g} GiB", ["GPU", "experiment", "unit", "work PFLOP",
-                                              "est. s", "GPU done at s"], rows)
+    skipped = f", {sum(on_gpu(r.config, True) for r in runs) - len(gpu_runs)} already done in " \
+        f"{args.db} left out" if done else ""
+    print_table(f"GPU plan: {len(gpu_runs)} runs{skipped}, in {len(slots)} units on "
+                f"{args.gpus} GPU(s) of {memory:g} GiB",
+                ["GPU", "experiment", "unit", "work", "est. s", "GPU done at s"], rows)
+    print("work: the cost model's training FLOPs (PFLOP), a pack of k runs counted as one "
+          f"run x k^{schedule.PACK_SCALING} (packed runs share the GPU)")
     if timed:
-        ends = [max(s.ends for s in slots if s.gpu == g) for g in {s.gpu for s in slots}]
-        print(f"estimated GPU wall time: {max(ends):.0f} s on {args.gpus} GPU(s), from the "
-              f"times measured in {', '.join(args.timings)} ('~': none measured like it; the "
-              "same model's or all models' median rate); CPU runs train beside it")
+        used = {s.gpu for s in slots}
+        wall = max(s.ends for s in slots)
+        busy = sum(s.seconds for s in slots) / (args.gpus * wall)
+        print(f"estimated GPU wall time: {wall:.0f} s on {args.gpus} GPU(s) ({len(used)} with "
+              f"work; the GPUs busy {100 * busy:.0f} % of it), from the times measured in "
+              f"{', '.join(args.timings)} ('~': none measured like it; the same model's or all "
+              "models' median rate); CPU runs train beside it")
     else:
         print("work only: --timings DB (a store of earlier GPU runs) turns it into seconds")
     return 0
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.1f}" if s < 10 else f"{s:.0f}"
 
 
 def _unit_label(unit) -> str:
@@ -376,6 +412,13 @@ def cmd_runs(args) -> int:
     store = Store(args.db, create=False)
     filters = studies.parse_assignments(args.filter, "--filter")
     rows = [flatten(r) for r in store.rows()]
+    every = columns(rows)
+    for k in filters:
+        if rows and k not in every:
+            hint = " (the experiments a run belongs to: experiments=NAME)" if k == \
+                "experiment" else ""
+            raise UsageError(f"--filter: no column {k!r}{hint}; the runs have: "
+                             f"{', '.join(every)}")
     rows = [r for r in rows if all(_match(r.get(k), v) for k, v in filters.items())]
     cols = _columns(args.columns, rows, args.format)
     rows = [{c: r.get(c) for c in cols} for r in rows]

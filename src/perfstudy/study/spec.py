@@ -180,10 +180,15 @@ def parse_pack(value: Any, where: str) -> int | str | None:
     raise UsageError(f"{where}: expected auto, off or a pack size >= 1, got {value!r}")
 
 
+MAX_REPEATS = 10_000
+
+
 def _seeds(where: str, repeats: Any) -> list[int] | None:
     if repeats is None:
         return None
     if isinstance(repeats, int) and not isinstance(repeats, bool) and repeats >= 1:
+        if repeats > MAX_REPEATS:
+            raise UsageError(f"{where}.repeats: at most {MAX_REPEATS:,} seeds, got {repeats}")
         return list(range(repeats))
     if isinstance(repeats, list) and repeats and all(
         isinstance(s, int) and not isinstance(s, bool) for s in repeats
@@ -236,17 +241,23 @@ def _context(exp: Experiment, key: str) -> dict[str, Any]:
 def _apply_overrides(path: str, experiments: list[Experiment], overrides: dict[str, Any]):
     """``-o KEY=VALUE``: a run setting, fixed in every experiment that has it; or ``repeats``,
     the seeds of every experiment whose runs have one (``-o repeats=3``: seeds 0, 1, 2)."""
+    if "repeats" in overrides and "seed" in overrides:
+        raise UsageError("-o seed and -o repeats both set the seeds: give one (-o repeats=N "
+                         "for seeds 0..N-1, -o repeats=[5,6] for those seeds)")
     for key, value in overrides.items():
         hit = False
         for exp in experiments:
-            if key == "repeats" and "seed" in CONFIGS[exp.kind].field_names():
+            if key == "repeats" and getattr(CONFIGS[exp.kind], "seeded", False):
                 exp.fixed.pop("seed", None)
                 exp.grid.pop("seed", None)
                 try:
-                    exp.seeds = _seeds("-o", value)
-                except UsageError:
-                    raise UsageError(f"-o repeats={value}: expected a count >= 1 or a list of "
-                                     "seeds") from None
+                    exp.seeds = _seeds("-o", value) if value is not None else []
+                    if not exp.seeds:
+                        raise UsageError("empty")
+                except UsageError as err:
+                    detail = str(err).split(": ", 1)[1] if "at most" in str(err) else (
+                        "expected a count >= 1 or a list of seeds")
+                    raise UsageError(f"-o repeats={value}: {detail}") from None
                 hit = True
             elif key in CONFIGS[exp.kind].field_names():
                 exp.grid.pop(key, None)
@@ -255,6 +266,10 @@ def _apply_overrides(path: str, experiments: list[Experiment], overrides: dict[s
                     exp.seeds = None
                 hit = True
                 _check_keys(f"{path} (-o {key}={value}): experiments.{exp.name}", exp)
+        if not hit and key == "repeats":
+            raise UsageError(f"-o repeats={value}: no experiment of {path} has runs whose "
+                             "result depends on a seed (SVM fits and FLOPs counts are "
+                             "deterministic)")
         if not hit:
             raise UsageError(f"-o {key}={value}: no experiment of {path} has a setting {key!r}")
 

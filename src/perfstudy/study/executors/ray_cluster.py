@@ -28,6 +28,7 @@ across a cluster (``perfstudy run STUDY --executor ray [--address auto|HOST:PORT
 from __future__ import annotations
 
 import os
+import socket
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -134,6 +135,25 @@ class Tracker:
         return out
 
 
+CONNECT_TIMEOUT_S = 10.0
+
+
+def check_reachable(address: str | None) -> None:
+    """A HOST:PORT address must name a port that answers: Ray itself retries an unreachable
+    one for minutes, printing its C++ warnings. ``auto``, ``ray://`` and None are Ray's."""
+    if address is None or address == "auto" or address.startswith("ray://"):
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--address: expected auto or HOST:PORT (a port 1-65535), got "
+                         f"{address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise UsageError(f"--executor ray: cannot reach a Ray cluster at {address}: "
+                         f"{e.strerror or e}") from None
+
+
 class RayExecutor(Executor):
     def __init__(self, workers: int | None = None, pack: int | str | None = None,
                  compile: bool = False, checkpoint_every_s: float | None = None,
@@ -155,6 +175,7 @@ class RayExecutor(Executor):
             return
         self._started = True
         env = {k: os.environ[k] for k in ("PERFSTUDY_DATA_DIR",) if os.environ.get(k)}
+        check_reachable(self.address)
         try:
             ray.init(address=self.address, runtime_env={"env_vars": env} if env else None,
                      log_to_driver=False, logging_level="ERROR", configure_logging=True)
