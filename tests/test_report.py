@@ -511,6 +511,11 @@ def test_dl_vs_svm_says_a_packed_training_time_is_the_packs(tmp_path):
     dl = next(b for b in bullets if b.startswith("**MNIST, deep learning vs SVM**"))
     assert ("Training time 169,735 ms (the shared wall time of a pack of 8 runs at once on one "
             "GPU) vs fit time 1,584 ms (107.1×).") in dl
+    gf = next(b for b in bullets if b.startswith("**Accuracy per GFLOP, MNIST**"))
+    assert gf.endswith("The cheaper of these 2 models, ResNet-18, is also the more accurate.")
+    svm = build_report(Store(tmp_path / "s.db")).table("q1b")
+    assert ("Train time is the fit time (backend: torch on the GPU); the seed's times come "
+            "from another machine and solver") in " ".join(svm.notes)
 
 
 # -- the seed's own comparisons, and what the tables say about packed times --------------------

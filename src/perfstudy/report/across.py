@@ -104,7 +104,9 @@ def accuracy_per_gflop(ctx: Context) -> list[str]:
                          f"× the compute of {labels.model(cheap)} for {signed(diff)} pp "
                          f"(**{yard.judge(diff)}**).")
             else:
-                text += (f" The cheapest model, {labels.model(cheap)}, is also the most "
-                         "accurate.")
+                text += (f" The cheaper of these {len(best)} models, {labels.model(cheap)}, "
+                         "is also the more accurate." if len(best) == 2 else
+                         f" The cheapest of these {len(best)} models, {labels.model(cheap)}, "
+                         "is also the most accurate.")
         out.append(text)
     return out

@@ -197,8 +197,12 @@ def q1b_tables(exp: Experiment, ctx: Context) -> list[Table]:
         t.add(cells)
     for d, gs in panels(exp):
         t.notes.append(f"Yardstick ({labels.dataset(d)}): {panel_yardstick(gs).text}.")
-    t.notes.append("Train time is the fit time; the seed's times come from another machine, so "
-                   "compare their ratios rather than their values.")
+    backends = sorted({f"{r.result.extra.get('backend', '?')} on "
+                       f"{'the GPU' if r.result.provenance.get('device') == 'cuda' else 'the CPU'}"
+                       for g in exp.groups for r in g.done})
+    t.notes.append(f"Train time is the fit time (backend: {', '.join(backends)}); the seed's "
+                   "times come from another machine and solver, so compare their ratios rather "
+                   "than their values.")
     return [t]
 
 
