@@ -162,7 +162,8 @@ def _experiment(path: str, name: str, e: Any) -> Experiment:
         if not values:
             raise UsageError(f"{where}.grid.{k}: empty list")
     exp = Experiment(name, kind, str(e.get("description") or ""), fixed, grid, exclude,
-                     _seeds(where, e.get("repeats")), parse_pack(e.get("pack"), f"{where}.pack"))
+                     _seeds(f"{where}.repeats", e.get("repeats")),
+                     parse_pack(e.get("pack"), f"{where}.pack"))
     _check_keys(where, exp)
     return exp
 
@@ -183,18 +184,19 @@ def parse_pack(value: Any, where: str) -> int | str | None:
 MAX_REPEATS = 10_000
 
 
-def _seeds(where: str, repeats: Any) -> list[int] | None:
-    if repeats is None:
+def _seeds(label: str, repeats: Any, optional: bool = True) -> list[int] | None:
+    """``repeats`` (a count or a list of seeds) as the seeds; ``label`` starts its errors."""
+    if repeats is None and optional:
         return None
     if isinstance(repeats, int) and not isinstance(repeats, bool) and repeats >= 1:
         if repeats > MAX_REPEATS:
-            raise UsageError(f"{where}.repeats: at most {MAX_REPEATS:,} seeds, got {repeats}")
+            raise UsageError(f"{label}: at most {MAX_REPEATS:,} seeds, got {repeats}")
         return list(range(repeats))
     if isinstance(repeats, list) and repeats and all(
         isinstance(s, int) and not isinstance(s, bool) for s in repeats
     ):
         return repeats
-    raise UsageError(f"{where}.repeats: expected a count >= 1 or a list of seeds, got {repeats!r}")
+    raise UsageError(f"{label}: expected a count >= 1 or a list of seeds, got {repeats!r}")
 
 
 def _check_keys(where: str, exp: Experiment) -> None:
@@ -250,14 +252,7 @@ def _apply_overrides(path: str, experiments: list[Experiment], overrides: dict[s
             if key == "repeats" and getattr(CONFIGS[exp.kind], "seeded", False):
                 exp.fixed.pop("seed", None)
                 exp.grid.pop("seed", None)
-                try:
-                    exp.seeds = _seeds("-o", value) if value is not None else []
-                    if not exp.seeds:
-                        raise UsageError("empty")
-                except UsageError as err:
-                    detail = str(err).split(": ", 1)[1] if "at most" in str(err) else (
-                        "expected a count >= 1 or a list of seeds")
-                    raise UsageError(f"-o repeats={value}: {detail}") from None
+                exp.seeds = _seeds(f"-o repeats={value}", value, optional=False)
                 hit = True
             elif key in CONFIGS[exp.kind].field_names():
                 exp.grid.pop(key, None)
