@@ -66,6 +66,19 @@ def test_overrides_only_and_filters(tmp_path):
         == {"lr": "1e-3", "pin_memory": False, "model": "resnet18"}
 
 
+def test_filter_matches_a_setting_left_at_its_default():
+    # weights was added after runs were stored: its default is left out of the key's dict,
+    # but --filter weights=none must still find those runs
+    s = studies.load(REPO / "studies" / "seed_explanations.yaml")
+    runs = s.runs()
+    assert len(runs) == 8
+    kept = studies.filter_runs(runs, {"weights": "none"})
+    assert len(kept) == 4 and {r.config.weights for r in kept} == {"none"}
+    assert {r.config.variant for r in kept} == {"native", "imagenet"}
+    assert {r.key for r in kept}.isdisjoint(r.key for r in studies.filter_runs(
+        runs, {"weights": "imagenet"}))
+
+
 def test_seed_study_has_exactly_the_seed_runs():
     s = studies.load(REPO / "studies" / "seed.yaml")
     runs = s.runs()

@@ -86,14 +86,18 @@ class _Config:
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, _coerce(f.name, f.type, getattr(self, f.name)))
 
+    def settings(self) -> dict[str, Any]:
+        """Every setting, defaults included (what ``--filter`` matches)."""
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
     def to_dict(self) -> dict[str, Any]:
         """Every setting; a setting added after runs were stored (``metadata`` ``"added"``) only
         when it is not its default, so those runs keep their keys."""
-        d = dataclasses.asdict(self)
+        d = self.settings()
         for f in dataclasses.fields(self):
             if f.metadata.get("added") and d[f.name] == f.default:
                 del d[f.name]
-        return {"kind": self.kind, **d}
+        return d
 
     def key(self) -> str:
         """Stable 16-hex-digit hash of the full config (sorted-key JSON of ``to_dict``)."""

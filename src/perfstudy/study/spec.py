@@ -309,4 +309,4 @@ def filter_runs(runs: list[Run], filters: dict[str, Any]) -> list[Run]:
     """Keep runs whose config has every ``key=value`` (keys absent from a kind don't match)."""
     if not filters:
         return runs
-    return [r for r in runs if _matches(r.config.to_dict(), filters)]
+    return [r for r in runs if _matches(r.config.settings(), filters)]
