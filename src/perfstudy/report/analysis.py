@@ -234,6 +234,8 @@ def generic(exp: Experiment, ctx: Context) -> list[str]:
         speed = [k for k in keys if k in SPEED_KEYS]
         if exp.kind == "dl" and speed:
             out += speed_sentences(groups, speed, "images_per_s", "images/s")
+        if exp.kind == "dl":
+            out += _seed_same_budget(groups, keys, ctx)
         if not speed_only:
             fast = ranked(groups, "images_per_s" if exp.kind == "dl" else "train_ms")
             if len(fast) > 1:
@@ -242,6 +244,17 @@ def generic(exp: Experiment, ctx: Context) -> list[str]:
                         else f"{s.mean:,.0f} ms fit time")
                 out.append(f"Fastest in {title}: {describe(g, keys)} at {what}.")
     return out
+
+
+def _seed_same_budget(groups: Sequence[Group], keys: list[str], ctx: Context) -> list[str]:
+    """Runs of another experiment that trained a seed Q1(a) cell with the seed's budget."""
+    pooled = pooled_std(g.summary("test_acc") for g in groups)
+    pairs = [(describe(g, keys), s, seed, cell_yardstick(g, s, pooled[0] if pooled else None))
+             for g in groups if (seed := ctx.ref.q1a_same_budget(g.config)) is not None
+             and (s := g.summary("test_acc")) is not None]
+    note = flagged_summary(pairs)
+    return [note.replace("Against the seed:", "Against the seed's Q1(a) figure for the same "
+                         "cell:", 1)] if note else []
 
 
 BY_LAYOUT = {"q1a": q1a, "q1b": q1b, "q2": q2, "flops": flops, "generic": generic}

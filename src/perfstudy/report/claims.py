@@ -137,12 +137,24 @@ def effect_sentences(groups: Sequence[Group], factors: Sequence[str], yard: Yard
         for e in effects(points, f, order, successive=numeric):
             hi, lo = labels.setting(f, e.high), labels.setting(f, e.low)
             spread = f"std {e.std:.2f} pp, " if e.std is not None else ""
+            by = effect_yardstick(e, yard)
             out.append(
                 f"Effect of {factor_name(f)}: {hi} vs {lo} {signed(e.mean)} pp on average "
                 f"over {e.n} pair(s) of runs that differ only in it ({spread}{hi} ahead in "
                 f"{e.wins} of {e.n}): "
-                f"**{yard.judge(e.mean)}** ({yard.ratio(e.mean)}).")
+                f"**{by.judge(e.mean)}** ({by.ratio(e.mean)}).")
     return out
+
+
+def effect_yardstick(e, yard: Yardstick) -> Yardstick:
+    """An effect averaged over pairs is noisy twice over: each accuracy (the table's yardstick)
+    and the effect's own variation between pairs. The larger of the two judges it, so a mean
+    that half the pairs contradict is not called beyond noise for being larger than the
+    noise of one accuracy."""
+    se = e.se
+    if se is not None and (yard.value is None or se > yard.value):
+        return Yardstick(se, "pairs", "", "", f"the pairs' standard error, {se:.2f} pp")
+    return yard
 
 
 def speed_sentences(groups: Sequence[Group], factors: Sequence[str], metric: str,

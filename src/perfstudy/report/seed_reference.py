@@ -39,6 +39,15 @@ class SeedReference:
     def q1a_acc(self, cfg: dict) -> float | None:
         return self.q1a.get(_q1a_key(cfg))
 
+    def q1a_same_budget(self, cfg: dict) -> float | None:
+        """The seed's Q1(a) figure for a run of any other experiment that trained what the seed
+        did (its epochs, the full splits), so the two compare without a budget note."""
+        if cfg.get("kind", "dl") != "dl" or cfg.get("train_subset") or cfg.get("eval_subset"):
+            return None
+        if cfg.get("epochs") != self.budget.get("q1a", {}).get("epochs", 10):
+            return None
+        return self.q1a_acc(cfg)
+
     def q1b_row(self, cfg: dict) -> tuple[float, float] | None:
         return self.q1b.get(_q1b_key(cfg))
 

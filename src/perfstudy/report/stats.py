@@ -66,6 +66,7 @@ class Yardstick:
     source: str  # "repeats" | "binomial" | "unknown"
     text: str  # the full sentence, for table notes
     short: str = ""  # a few words, for the end of an analysis sentence
+    name: str = "the yardstick"  # how a ratio to it is worded
 
     def judge(self, diff: float) -> str:
         return verdict(diff, self.value)
@@ -75,7 +76,7 @@ class Yardstick:
             return "noise unknown"
         k = abs(diff) / self.value
         close = abs(k - NOISE_FACTOR) < 0.1  # 1.96 and 2.04 must not both read "2.0"
-        return f"{k:.2f}× the yardstick" if close else f"{k:.1f}× the yardstick"
+        return f"{k:.2f}× {self.name}" if close else f"{k:.1f}× {self.name}"
 
 
 def accuracy_yardstick(summaries: Sequence[Summary | None], p: float | None,
@@ -143,6 +144,12 @@ class Effect:
     @property
     def n(self) -> int:
         return len(self.diffs)
+
+    @property
+    def se(self) -> float | None:
+        """Standard error of the mean difference from the pairs' own spread (how much the
+        effect changes with the other factors); None from a single pair."""
+        return self.std / math.sqrt(self.n) if self.std is not None else None
 
     @property
     def wins(self) -> int:

@@ -424,6 +424,13 @@ def generic_tables(exp: Experiment, ctx: Context, groups: list[Group] | None = N
     cols = [labels.KEYS.get(k, k) for k in keys] + [m[1] for m in metrics]
     if not keys:
         cols = ["Configuration"] + cols
+    seeds = {id(g): ctx.ref.q1a_same_budget(g.config) for g in groups} if exp.kind == "dl" \
+        else {}
+    has_seed = any(v is not None for v in seeds.values())
+    if has_seed:
+        at = cols.index("Acc (%)") + 1
+        cols[at:at] = ["Seed (%)", "Δ"]
+    pooled = _pooled(groups)
     t = Table(table_id(ctx, exp, None, suffix), f"{exp.name}", cols)
     best = best_group(groups) if exp.kind in ("dl", "svm") else None
     for g in groups:
@@ -439,12 +446,21 @@ def generic_tables(exp: Experiment, ctx: Context, groups: list[Group] | None = N
                 cells.append(Cell(s.text(digits), "best num" if g is best else "num"))
             else:
                 cells.append(Cell(s.text(max(digits, 0), thousands=digits < 0), "num"))
+            if metric == "test_acc" and has_seed:
+                cells += list(seed_cells(s, seeds[id(g)], cell_yardstick(g, s, pooled)))
         t.add(cells)
     if exp.kind in ("dl", "svm"):
         t.notes.append("Yardstick: " + panel_yardstick(groups).text + ".")
     if exp.kind == "dl" and (note := packed_note(groups)):
         t.notes.append(note)
+    if has_seed:
+        t.notes.append(SEED_Q1A_NOTE)
     return [t]
+
+
+SEED_Q1A_NOTE = ("Seed: the seed's Q1(a) figure for the same dataset, model, batch size, "
+                 "optimizer and learning rate (10 epochs, full split); the seed does not say which "
+                 "input size or initial weights it used.")
 
 
 BUILDERS = {"q1a": q1a_tables, "q1b": q1b_tables, "q2": q2_tables, "flops": flops_tables,

@@ -13,7 +13,10 @@ from perfstudy.report.stats import Summary
 from perfstudy.report.tables import Context, packed_note
 
 DEFAULT_TARGETS = {"mnist": 99.0, "fashion-mnist": 90.0}
-DESCRIBE = ["model", "optimizer", "lr", "batch_size", "device", "epochs", "pin_memory"]
+# the settings a configuration is named by, where they differ between the table's rows
+DESCRIBE = ["model", "variant", "weights", "optimizer", "lr", "momentum", "weight_decay",
+            "batch_size", "device", "engine", "epochs", "train_subset", "pin_memory",
+            "num_workers"]
 
 
 def time_to_target(result, target: float) -> tuple[float, int] | None:
