@@ -41,8 +41,11 @@ def how_to_read() -> Section:
         "repeated runs, pooled within the table. Where every configuration ran once, the "
         "run-to-run spread is unknown and the binomial standard error of the test accuracy, "
         "sqrt(p(1−p)/n_test), stands in; it covers only the sampling of the test set, not "
-        "seed-to-seed variation, so it understates the true noise. Every table and sentence "
-        "says which yardstick it used.",
+        "seed-to-seed variation, so it understates the true noise. The effect of a setting, "
+        "averaged over pairs of runs that differ only in it, is judged by the larger of the "
+        "yardstick and the standard error of its pairs' differences (an effect that varies "
+        "from pair to pair is less certain than one accuracy's noise suggests). Every table "
+        "and sentence says which yardstick it used.",
         f"**Seed columns** give the figures the seed document reports; Δ = ours − seed, and ⚠ "
         f"marks a Δ larger than {k}× the yardstick. Where our budget differs from the seed's "
         "the table says so.",
