@@ -1,6 +1,7 @@
 """The dry plan of a study's GPU work on N GPUs (``perfstudy run --dry-run --gpus N``), timed by
 the packs measured on the H200 in docs/results/seed-h200/seed.db."""
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -81,9 +82,18 @@ def test_the_command_prints_the_plan_and_refuses_bad_input():
 
 
 def test_the_plan_leaves_out_runs_done_in_the_store(tmp_path):
-    # the H200 store holds 87 of the seed study's 90 runs: 3 of Q2's GPU runs are left
+    # the H200 store as it stood after sitting 3: 87 of the seed study's 90 runs done, 3 of
+    # Q2's GPU runs left (sitting 4, commit f4d3b9f, ran them; here they are pending again)
     db = tmp_path / "seed.db"
     db.write_bytes(H200.read_bytes())
+    con = sqlite3.connect(db)
+    with con:
+        n = con.execute("UPDATE runs SET status = 'pending', result = NULL, finished_at = NULL "
+                        "WHERE json_extract(result, '$.provenance.git_commit') LIKE 'f4d3b9f%'"
+                        ).rowcount
+    con.close()
+    assert n == 3
+    before = db.read_bytes()
     out = _cli("--dry-run", "--gpus", "1", "--timings", str(H200), "--db", str(db))
     assert out.returncode == 0, out.stderr
     said = " ".join(out.stdout.split())  # the table's title wraps at the terminal's width
@@ -92,7 +102,7 @@ def test_the_plan_leaves_out_runs_done_in_the_store(tmp_path):
     listed = _cli("--dry-run", "--db", str(db))
     assert f"90 runs in 6 experiment(s) of study seed; 87 already done in {db}, 3 to run" in \
         " ".join(listed.stdout.split())
-    assert db.read_bytes() == H200.read_bytes()  # read, not written
+    assert db.read_bytes() == before  # read, not written
     done = _cli("--dry-run", "--gpus", "1", "--only", "q1a", "--db", str(db))
     assert done.returncode == 2 and "every GPU run of this selection is already done" in \
         done.stderr
@@ -107,3 +117,29 @@ def test_a_timings_store_without_gpu_runs_is_refused(tmp_path):
     out = _cli("--dry-run", "--gpus", "1", "--timings", str(db))
     assert out.returncode == 2
     assert f"--timings {db}: no finished GPU runs to take times from" in out.stderr
+
+
+EXPLANATIONS = ROOT / "docs/results/seed-explanations-h200/explanations.db"
+
+
+def _explanation_units(variant):
+    study = studies.load(ROOT / "studies/seed_explanations.yaml")
+    runs = [r for r in study.runs() if r.config.weights == "none" and r.config.variant == variant]
+    return schedule.units(runs, None, H200_GIB * 2**30)
+
+
+def test_a_224_pack_is_timed_by_224_runs_not_by_the_native_ones():
+    # the ResNet-50 224x224 pack of 2 trained in 348.28 s of pack wall time on the H200; the
+    # native ResNet-50s' rate (seconds per FLOP) would put it near 3x that
+    (unit,) = _explanation_units("imagenet")
+    assert len(unit) == 2
+    rates = gpu_plan.measured_rates(Store(EXPLANATIONS, create=False).rows())
+    (slot,) = gpu_plan.plan_gpus([unit], 1, rates)
+    assert slot.measured_rate and slot.seconds == pytest.approx(348.28, abs=0.01)
+    (native,) = gpu_plan.plan_gpus(_explanation_units("native"), 1, rates)
+    assert native.measured_rate and native.seconds == pytest.approx(192.81, abs=0.01)
+    # from the seed study's store alone (native runs only) it falls back to the model's rate,
+    # and says so: not measured like it
+    seed_rates = gpu_plan.measured_rates(Store(H200, create=False).rows())
+    (guess,) = gpu_plan.plan_gpus([unit], 1, seed_rates)
+    assert not guess.measured_rate and guess.seconds > 2 * 348.28

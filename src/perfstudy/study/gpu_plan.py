@@ -24,17 +24,20 @@ class Slot:
     unit: list[Run]
     work: float  # the cost model's FLOPs
     seconds: float | None  # estimated from measured rates, when there are any
-    measured_rate: bool  # measured on units like it (same model, batch, engine, packing)
+    measured_rate: bool  # measured on units like it (model, variant, batch, engine, packing)
     ends: float | None  # seconds from the start, on its GPU
 
 
 def _rate_keys(cfg, packed: bool) -> list[tuple]:
-    """From the closest match to the loosest: a rate measured for the same model, batch size,
-    engine and packing; for the same model; for any model (``()``)."""
+    """From the closest match to the loosest: a rate measured for the same model, variant,
+    batch size, engine and packing; for the same model and variant; for the same model; for
+    any model (``()``). The variant matters: a 224x224 ResNet-50 runs about 3x more FLOPs a
+    second on an H200 than a 28x28 one (docs/results/seed-explanations-h200/)."""
     what = getattr(cfg, "model", None) or getattr(cfg, "kernel", None)
-    exact = (cfg.kind, what, getattr(cfg, "batch_size", None), getattr(cfg, "engine", None),
-             packed)
-    return [exact, (cfg.kind, what), ()]
+    variant = getattr(cfg, "variant", None)
+    exact = (cfg.kind, what, variant, getattr(cfg, "batch_size", None),
+             getattr(cfg, "engine", None), packed)
+    return [exact, (cfg.kind, what, variant), (cfg.kind, what), ()]
 
 
 def measured_rates(rows) -> dict[tuple, float]:
