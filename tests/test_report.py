@@ -270,9 +270,11 @@ def test_q2_tables_and_speedups(report):
     assert tim.text("ResNet-18 seed speedup", **gpu) == f"{1036824 / 52771:.1f}×"
     assert tim.text("ResNet-32 seed (ms)", **gpu) == "164,316"
     bullets = report.section("devices").bullets
-    assert ("CPU→GPU speedup, ResNet-18: 20.0× (geometric mean over 1 configuration(s) run on "
-            f"both); the seed's: {1036824 / 52771:.1f}×.") in bullets
-    assert any(b.startswith("CPU→GPU speedup, ResNet-32: 30.0×") for b in bullets)
+    # the speedup names the machines it compares (the results' device names)
+    assert ("CPU→GPU speedup, ResNet-18 (CPU: test vs NVIDIA H200): 20.0× (geometric mean over "
+            f"1 configuration(s) run on both); the seed's: {1036824 / 52771:.1f}×.") in bullets
+    assert any(b.startswith("CPU→GPU speedup, ResNet-32 (CPU: test vs NVIDIA H200): 30.0×")
+               for b in bullets)
     dev = next(b for b in bullets if b.startswith("Accuracy GPU − CPU"))
     assert dev.startswith("Accuracy GPU − CPU: +0.05 pp on average over 2 pair(s) "
                           "(range −0.10 to +0.20): **within noise**")

@@ -83,3 +83,12 @@ def test_time_to_accuracy_names_the_setting_that_differs(report):
     assert t.column("Configuration") == ["variant native · 10 ep.", "variant native · 5 ep.",
                                          "variant imagenet · 10 ep."]
     assert t.column("Time to target (s)") == ["54.0 ± 0.0 (2)", "54.0", "72.0 ± 0.0 (2)"]
+
+
+def test_the_device_effect_in_q2_is_judged_by_its_pairs_too():
+    # the seed study's Q2 on the H200: GPU - CPU over 6 pairs of single runs
+    diffs = (2.34, 4.58, 2.24, 5.96, -2.34, 3.11)
+    yard = Yardstick(0.28, "binomial", "", "")
+    by = effect_yardstick(Effect("device", "cpu", "cuda", diffs), yard)
+    assert round(by.value, 2) == 1.16 and by.ratio(statistics.mean(diffs)) == \
+        "2.3× the pairs' standard error, 1.16 pp"  # not 9.5x the binomial SE (stored diffs: 1.15)

@@ -14,6 +14,7 @@ from perfstudy.report.claims import (
     best_sentence,
     describe,
     effect_sentences,
+    effect_yardstick,
     fastest_sentence,
     ordered_values,
     ranked,
@@ -29,7 +30,7 @@ from perfstudy.report.seed_compare import (
     resnet32_note,
     seed_best_note,
 )
-from perfstudy.report.stats import Yardstick, geomean, pooled_std, signed
+from perfstudy.report.stats import Effect, Yardstick, geomean, pooled_std, signed
 from perfstudy.report.tables import (
     Context,
     flops_rows,
@@ -153,8 +154,10 @@ def speedup_sentences(groups: Sequence[Group], ctx: Context) -> list[str]:
             if gpu and cpu:
                 seeds.append(cpu[1] / gpu[1])
         rng = f"; range {min(sps):.1f}–{max(sps):.1f}×" if len(sps) > 1 else ""
-        text = (f"CPU→GPU speedup, {labels.model(m)}: {geomean(sps):.1f}× (geometric mean over "
-                f"{len(sps)} configuration(s) run on both{rng})")
+        machines = _machines(groups)
+        on = f" ({machines})" if machines else ""
+        text = (f"CPU→GPU speedup, {labels.model(m)}{on}: {geomean(sps):.1f}× (geometric mean "
+                f"over {len(sps)} configuration(s) run on both{rng})")
         if seeds:
             text += (f"; the seed's: {min(seeds):.1f}–{max(seeds):.1f}×" if len(seeds) > 1
                      else f"; the seed's: {seeds[0]:.1f}×")
@@ -177,10 +180,25 @@ def _device_accuracy(groups: Sequence[Group], yard: Yardstick) -> list[str]:
                 diffs.append(a.mean - b.mean)
     if not diffs:
         return []
-    mean = sum(diffs) / len(diffs)
-    return [f"Accuracy GPU − CPU: {signed(mean)} pp on average over {len(diffs)} pair(s) "
-            f"(range {signed(min(diffs))} to {signed(max(diffs))}): **{yard.judge(mean)}** "
-            f"({yard.ratio(mean)}); the device should change speed, not what is learned."]
+    e = Effect("device", "cpu", "cuda", tuple(diffs))
+    by = effect_yardstick(e, yard)
+    return [f"Accuracy GPU − CPU: {signed(e.mean)} pp on average over {e.n} pair(s) "
+            f"(range {signed(min(diffs))} to {signed(max(diffs))}): **{by.judge(e.mean)}** "
+            f"({by.ratio(e.mean)}). The device should change speed, not what is learned; but "
+            "a CPU and a GPU run of one seed are not the same computation (other engines, "
+            "other random streams for the data order), so with one run each a difference "
+            "holds training noise as well."]
+
+
+def _machines(groups: Sequence[Group]) -> str:
+    """'CPU: Xeon (4 threads) vs NVIDIA H200': what the speedups compare, from provenance."""
+    names = {}
+    for g in groups:
+        for r in g.done:
+            if (n := r.result.provenance.get("device_name")):
+                names.setdefault(g.device, set()).add(n)
+    parts = ["; ".join(sorted(names[d])) for d in ("cpu", "cuda") if d in names]
+    return " vs ".join(parts)
 
 
 def flops(exp: Experiment, ctx: Context) -> list[str]:
