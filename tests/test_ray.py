@@ -47,13 +47,15 @@ experiments:
             train_subset: 160, eval_subset: 100, epochs: 1}
     grid: {optimizer: [adam, sgd]}
 """
+# 6 runs that each train for 10-20 s on this 2-core machine (3 at a time on the 3 nodes):
+# long enough to be caught running, to kill a node or the driver under them
 SLOW = """
 name: slow
 experiments:
   dl:
     kind: dl
     fixed: {model: resnet32, device: cpu, engine: plain, num_workers: 0, batch_size: 16,
-            train_subset: 320, eval_subset: 100, epochs: 2}
+            train_subset: 160, eval_subset: 100, epochs: 2}
     grid: {seed: [0, 1, 2, 3, 4, 5]}
 """
 
