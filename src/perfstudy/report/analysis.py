@@ -270,9 +270,8 @@ def _seed_same_budget(groups: Sequence[Group], keys: list[str], ctx: Context) ->
     pairs = [(describe(g, keys), s, seed, cell_yardstick(g, s, pooled[0] if pooled else None))
              for g in groups if (seed := ctx.ref.q1a_same_budget(g.config)) is not None
              and (s := g.summary("test_acc")) is not None]
-    note = flagged_summary(pairs)
-    return [note.replace("Against the seed:", "Against the seed's Q1(a) figure for the same "
-                         "cell:", 1)] if note else []
+    note = flagged_summary(pairs, "Against the seed's Q1(a) figure for the same cell")
+    return [note] if note else []
 
 
 BY_LAYOUT = {"q1a": q1a, "q1b": q1b, "q2": q2, "flops": flops, "generic": generic}

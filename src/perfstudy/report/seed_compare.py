@@ -57,7 +57,8 @@ def budget_note(exp: Experiment, epochs: int, what: str) -> str | None:
             f"split{what}. Differences from the seed column are expected from the budget alone.")
 
 
-def flagged_summary(pairs: list[tuple[str, Summary, float, float | None]]) -> str | None:
+def flagged_summary(pairs: list[tuple[str, Summary, float, float | None]],
+                    lead: str = "Against the seed") -> str | None:
     """One sentence over a table's (label, ours, seed, yardstick) cells."""
     pairs = [p for p in pairs if p[1] is not None]
     if not pairs:
@@ -67,7 +68,7 @@ def flagged_summary(pairs: list[tuple[str, Summary, float, float | None]]) -> st
     unknown = [d for d in diffs if verdict(d[1], d[4]) == "noise unknown"]
     mean = sum(d[1] for d in diffs) / len(diffs)
     lab, d, s, seed, _ = max(diffs, key=lambda x: abs(x[1]))
-    text = (f"Against the seed: {len(beyond)} of {len(diffs)} cells differ beyond noise "
+    text = (f"{lead}: {len(beyond)} of {len(diffs)} cells differ beyond noise "
             f"({FLAG}); mean difference (ours − seed) {signed(mean)} pp; largest {signed(d)} pp "
             f"at {lab} (ours {s.mean:.2f} %, seed {seed:.2f} %).")
     if unknown:
